@@ -1,0 +1,172 @@
+"""What every block is, and the layer factories that blocks share.
+
+A block is an ``nn.Module`` whose constructor takes the input shape first and then keyword
+arguments with type hints; the type hints *are* the YAML schema (names, types, defaults), so a
+block needs no separate declaration. Shapes exclude the batch: ``(C,)``, ``(C, L)`` or
+``(C, H, W)``; the number of spatial dimensions picks Conv1d/Conv2d, BatchNorm1d/2d and so on.
+
+Blocks that merge several inputs (``concat``, ``add``) set ``merges = True``: their constructor
+gets the list of input shapes and ``forward`` gets the list of tensors.
+"""
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from ..errors import BlockError
+
+Shape = tuple[int, ...]
+
+NormKind = Literal["batch", "layer", "instance", "group", "none"]
+ActKind = Literal["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "swish", "mish", "sigmoid",
+                  "tanh", "hardswish", "hardsigmoid", "softplus", "prelu", "none"]
+
+
+class Block(nn.Module):
+    """Base of all blocks. Subclasses implement ``__init__(in_shape, *, args...)`` and ``forward``."""
+
+    merges: ClassVar[bool] = False
+
+    def out_shape(self, in_shape: Shape | list[Shape]) -> Shape:
+        """The output shape for ``in_shape``; blocks may override this with arithmetic.
+
+        The default runs the block on a weightless 'meta' tensor (the builder constructs every
+        block on the meta device first), so it is exact and allocates nothing.
+        """
+        def probe(shape: Shape) -> torch.Tensor:
+            return torch.empty((2, *shape), device="meta")  # batch 2: batch norm refuses batch 1
+
+        x = [probe(s) for s in in_shape] if self.merges else probe(in_shape)
+        with torch.no_grad():
+            y = self(x)
+        return tuple(y.shape[1:])
+
+    def init_weights(self) -> None:
+        """Block-specific initialisation applied after the model-wide scheme (e.g. zero-init)."""
+
+
+def spatial_dims(in_shape: Shape, who: str, allowed: tuple[int, ...] = (1, 2, 3)) -> int:
+    """Number of spatial dimensions of ``in_shape``, with a clear error for a flat input."""
+    nd = len(in_shape) - 1
+    if nd not in allowed:
+        if nd == 0:
+            raise BlockError(f"{who} needs a spatial input (C,H,W) or (C,L), got a flat input {format_shape(in_shape)}")
+        raise BlockError(f"{who} supports {' or '.join(f'{d}-D' for d in allowed)} inputs, got {format_shape(in_shape)}")
+    return nd
+
+
+def format_shape(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def conv_layer(nd: int) -> type[nn.Module]:
+    return {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+
+
+def pool_layer(kind: str, nd: int) -> type[nn.Module]:
+    table = {"max": (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d), "avg": (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)}
+    return table[kind][nd - 1]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dimension of a (N, C, *spatial) tensor (as in ConvNeXt)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def norm_layer(kind: str, channels: int, nd: int, eps: float = 1e-5, groups: int = 32) -> nn.Module:
+    """A normalisation layer by name; ``nd`` is the number of spatial dims (0 for flat inputs)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd](channels, eps=eps)
+    if kind == "layer":
+        return nn.LayerNorm(channels, eps=eps) if nd == 0 else ChannelLayerNorm(channels, eps=eps)
+    if kind == "instance":
+        if nd == 0:
+            raise BlockError("instance norm needs a spatial input")
+        return (None, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[nd](channels, eps=eps, affine=True)
+    if kind == "group":
+        groups = min(groups, channels)
+        if channels % groups:
+            raise BlockError(f"group norm: {channels} channels are not divisible into {groups} groups")
+        return nn.GroupNorm(groups, channels, eps=eps)
+    raise BlockError(f"unknown norm '{kind}'")
+
+
+_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "elu": lambda: nn.ELU(inplace=True),
+    "gelu": nn.GELU,
+    "silu": lambda: nn.SiLU(inplace=True),
+    "swish": lambda: nn.SiLU(inplace=True),
+    "mish": lambda: nn.Mish(inplace=True),
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "hardsigmoid": lambda: nn.Hardsigmoid(inplace=True),
+    "softplus": nn.Softplus,
+    "prelu": nn.PReLU,
+    "none": nn.Identity,
+}
+
+
+def act_layer(kind: str, inplace: bool = True) -> nn.Module:
+    """An activation by name. In-place is only safe right after a layer that made a fresh tensor."""
+    layer = _ACTS[kind]()
+    if not inplace and hasattr(layer, "inplace"):
+        layer.inplace = False
+    return layer
+
+
+class ConvNormAct(Block):
+    """conv -> norm -> activation, the primitive every block reuses (keys: conv, norm, act).
+
+    Padding defaults to 'same'-style ``dilation * (kernel - 1) // 2``; the conv has a bias only
+    when there is no norm after it (a bias before batch norm is cancelled by its mean).
+    """
+
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
+                 padding: int | None = None, dilation: int = 1, groups: int = 1, norm: str = "batch",
+                 act: str = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
+                             f"({out_channels}) channels")
+        if padding is None:
+            padding = dilation * (kernel - 1) // 2
+        self.conv = conv_layer(nd)(in_channels, out_channels, kernel, stride, padding, dilation, groups,
+                                   bias=norm == "none" if bias is None else bias)
+        self.norm = norm_layer(norm, out_channels, nd, norm_eps)
+        self.act = act_layer(act)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class NormActConv(Block):
+    """norm -> activation -> conv: the pre-activation order of DenseNet and identity-mapping ResNets."""
+
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
+                 padding: int | None = None, dilation: int = 1, groups: int = 1, norm: str = "batch",
+                 act: str = "relu", bias: bool = False, norm_eps: float = 1e-5):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
+                             f"({out_channels}) channels")
+        if padding is None:
+            padding = dilation * (kernel - 1) // 2
+        self.norm = norm_layer(norm, in_channels, nd, norm_eps)
+        # not in place: the input of a pre-activation unit is also its shortcut
+        self.act = act_layer(act, inplace=False)
+        self.conv = conv_layer(nd)(in_channels, out_channels, kernel, stride, padding, dilation, groups, bias=bias)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.act(self.norm(x)))

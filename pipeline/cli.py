@@ -1,0 +1,97 @@
+"""`python -m pipeline COMMAND`: model tools (summary, ...) and LightningCLI's fit/validate/test/predict.
+
+A user's mistake ends with one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import yaml
+
+from .errors import ArchError
+
+USAGE = """usage: python -m pipeline COMMAND ...
+
+training (LightningCLI; see `python -m pipeline fit --help`):
+  fit, validate, test, predict
+
+model tools:
+  summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+"""
+
+
+class UsageError(Exception):
+    """A bad command line: reported like an ArchError, with exit status 2."""
+
+
+def parse_vars(items: list[str] | None) -> dict:
+    """``["k=10", "unit=bottleneck"]`` -> ``{"k": 10, "unit": "bottleneck"}`` (values read as YAML)."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--var expects NAME=VALUE, got '{item}'")
+        try:
+            out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise UsageError(f"--var {name}: cannot read value '{value}'") from None
+    return out
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--input expects sizes like 3,224,224, got '{text}'") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise UsageError(f"--input expects positive sizes like 3,224,224, got '{text}'")
+    return shape
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own default prints the usage too)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def summary(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline summary",
+                     description="Print every node of an architecture with its output shape, parameters and MACs.")
+    parser.add_argument("file", help="architecture YAML file")
+    parser.add_argument("--input", help="input shape C,H,W (or C,L) replacing the file's 'input'")
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
+    args = parser.parse_args(argv)
+    from .language import plan_model
+    from .summary import as_json, table, write_graph
+
+    plan = plan_model(args.file, parse_shape(args.input), **parse_vars(args.var))
+    print(json.dumps(as_json(plan)) if args.json else table(plan))
+    if args.graph:
+        path, note = write_graph(plan, args.graph)
+        print(note or f"graph written to {path}", file=sys.stderr)
+    return 0
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    try:
+        if argv[0] in TOOLS:
+            return TOOLS[argv[0]](argv[1:])
+        from .training.cli import run_lightning  # imported lazily: Lightning is slow to import
+
+        return run_lightning(argv)
+    except (ArchError, UsageError) as err:
+        print(f"error: {err}" if isinstance(err, UsageError) else str(err), file=sys.stderr)
+        return 2

@@ -1,0 +1,160 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Architecture files are untrusted: only YAML's safe types are constructed (a ``!!python/...``
+tag is an error), duplicate keys are an error instead of silently keeping the last, and the
+size of the document *after* alias expansion is bounded, so a "billion laughs" file fails at
+once instead of exhausting memory when the builder walks it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ArchError, Loc
+
+# Nodes in the fully alias-expanded document. The largest zoo file has a few thousand.
+MAX_EXPANDED_NODES = 200_000
+MAX_FILE_BYTES = 1 << 20
+
+
+class LocDict(dict):
+    """A mapping from YAML that knows the location of itself, of each key and of each value."""
+
+    loc: Loc
+    key_locs: dict
+    value_locs: dict
+
+    def loc_of(self, key: Any) -> Loc:
+        return self.value_locs.get(key, self.loc)
+
+    def key_loc(self, key: Any) -> Loc:
+        return self.key_locs.get(key, self.loc)
+
+
+class LocList(list):
+    """A sequence from YAML that knows the location of itself and of each item."""
+
+    loc: Loc
+    item_locs: list
+
+    def loc_of(self, index: int) -> Loc:
+        return self.item_locs[index] if 0 <= index < len(self.item_locs) else self.loc
+
+
+def _loc(file: str, mark: yaml.Mark) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+def _make_loader(file: str) -> type:
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):  # noqa: D401 - PyYAML hook
+            if not isinstance(node, yaml.MappingNode):
+                raise ArchError("expected a mapping", _loc(file, node.start_mark))
+            self.flatten_mapping(node)  # resolves `<<:` merge keys
+            result = LocDict()
+            result.loc = _loc(file, node.start_mark)
+            result.key_locs, result.value_locs = {}, {}
+            for key_node, value_node in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise ArchError("a mapping key must be a plain value", _loc(file, key_node.start_mark))
+                if key in result:
+                    first = result.key_locs[key]
+                    raise ArchError(
+                        f"duplicate key '{key}' (first defined at line {first.line})",
+                        _loc(file, key_node.start_mark),
+                    )
+                result[key] = self.construct_object(value_node, deep=True)
+                result.key_locs[key] = _loc(file, key_node.start_mark)
+                result.value_locs[key] = _loc(file, value_node.start_mark)
+            return result
+
+        def construct_sequence(self, node, deep=False):
+            result = LocList(self.construct_object(child, deep=True) for child in node.value)
+            result.loc = _loc(file, node.start_mark)
+            result.item_locs = [_loc(file, child.start_mark) for child in node.value]
+            return result
+
+    Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: ld.construct_mapping(n))
+    Loader.add_constructor("tag:yaml.org,2002:seq", lambda ld, n: ld.construct_sequence(n))
+    return Loader
+
+
+def _expanded_size(root: yaml.Node, file: str) -> int:
+    """Number of nodes the document has once aliases are expanded (iterative, memoized)."""
+    memo: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in memo:
+            continue
+        if not done and key in visiting:
+            raise ArchError("a value contains itself through an alias (recursive YAML)", _loc(file, node.start_mark))
+        children = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            memo[key] = min(1 + sum(memo[id(c)] for c in children), 1 << 62)
+            continue
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in memo)
+    return memo[id(root)]
+
+
+def load_yaml_text(text: str, file: str = "<string>") -> Any:
+    """Parse YAML text safely into LocDict/LocList/scalars; errors become ArchError with a location."""
+    if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
+        raise ArchError(f"file is larger than {MAX_FILE_BYTES // 1024} KiB", Loc(file, 1, 1))
+    loader = _make_loader(file)(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise ArchError("the file is empty; expected a mapping with 'input' and 'nodes'", Loc(file, 1, 1))
+        size = _expanded_size(root, file)
+        if size > MAX_EXPANDED_NODES:
+            raise ArchError(
+                f"the document expands to more than {MAX_EXPANDED_NODES} values through aliases "
+                "(is it an alias bomb?)",
+                _loc(file, root.start_mark),
+            )
+        return loader.construct_document(root)
+    except ArchError:
+        raise
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = err.problem or err.context or "invalid YAML"
+        if "could not determine a constructor" in problem:
+            problem = problem.replace("could not determine a constructor for the tag", "tag not allowed:")
+            problem += " (only plain YAML values are allowed in architecture files)"
+        loc = _loc(file, mark) if mark else Loc(file, 1, 1)
+        raise ArchError(f"invalid YAML: {problem}", loc) from None
+    except yaml.YAMLError as err:
+        raise ArchError(f"invalid YAML: {err}", Loc(file, 1, 1)) from None
+    except RecursionError:
+        raise ArchError("the document is nested too deeply", Loc(file, 1, 1)) from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchError(f"architecture file not found: {path}") from None
+    except IsADirectoryError:
+        raise ArchError(f"expected an architecture file, got a directory: {path}") from None
+    except UnicodeDecodeError as err:
+        raise ArchError(f"file is not UTF-8 text ({err.reason} at byte {err.start})", Loc(str(path), 1, 1)) from None
+    except OSError as err:
+        raise ArchError(f"cannot read architecture file {path}: {err.strerror}") from None
+    return load_yaml_text(text, str(path))

@@ -1,0 +1,114 @@
+"""The runtime graph: an nn.Module that runs named nodes in order, keeping only live outputs."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class AuxOutput(NamedTuple):
+    weight: float
+    logits: torch.Tensor
+
+
+class TrainOutput(NamedTuple):
+    """What a model with auxiliary heads returns in training mode.
+
+    ``logits`` is the main output; ``aux`` maps each auxiliary node's name to its loss weight
+    and logits, e.g. ``{"aux1": AuxOutput(0.3, tensor), "aux2": AuxOutput(0.3, tensor)}``.
+    The training loss is ``ce(logits) + sum(w * ce(l) for w, l in aux.values())``.
+    """
+
+    logits: torch.Tensor
+    aux: dict[str, AuxOutput]
+
+
+class Step(NamedTuple):
+    name: str
+    inputs: tuple[str, ...]
+    merges: bool
+    free: tuple[str, ...]  # outputs no later step needs: dropped to save memory
+
+
+def schedule(order: list[tuple[str, tuple[str, ...], bool]], outputs: tuple[str, ...]) -> tuple[Step, ...]:
+    """Steps needed for ``outputs`` (ancestors only), each told which values it can free."""
+    needed = set(outputs)
+    for name, inputs, _ in reversed(order):
+        if name in needed:
+            needed.update(inputs)
+    kept = [(n, i, m) for n, i, m in order if n in needed]
+    last_use: dict[str, int] = {}
+    for index, (name, inputs, _) in enumerate(kept):
+        for source in inputs:
+            last_use[source] = index
+    steps = []
+    for index, (name, inputs, merges) in enumerate(kept):
+        free = tuple(s for s in dict.fromkeys(inputs) if last_use[s] == index and s not in outputs)
+        steps.append(Step(name, inputs, merges, free))
+    return tuple(steps)
+
+
+class Graph(nn.Module):
+    """A DAG of named modules; ``forward`` returns the output node's value.
+
+    Node modules are registered under their YAML names, so state-dict keys read like the file
+    (``conv1.conv.weight``, ``3a.branch2.0.conv.weight``) and stay stable when other nodes change.
+    """
+
+    def __init__(self, nodes: list[tuple[str, nn.Module, tuple[str, ...], bool]], output: str):
+        super().__init__()
+        for name, module, _, _ in nodes:
+            self.add_module(name, module)
+        self.order = [(name, inputs, merges) for name, _, inputs, merges in nodes]
+        self.output = output
+        self.steps = schedule(self.order, (output,))
+
+    def run(self, x: torch.Tensor, steps: tuple[Step, ...]) -> dict[str, torch.Tensor]:
+        values = {"input": x}
+        for step in steps:
+            module = self._modules[step.name]
+            if step.merges:
+                values[step.name] = module([values[s] for s in step.inputs])
+            else:
+                values[step.name] = module(values[step.inputs[0]])
+            for source in step.free:
+                del values[source]
+        return values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, self.steps)[self.output]
+
+
+class GraphNet(Graph):
+    """A whole model built from an architecture file.
+
+    In eval mode ``model(x)`` is the main logits tensor and auxiliary branches are not run at all
+    (so inference and export never pay for them). In training mode a model with auxiliary heads
+    returns :class:`TrainOutput`; one without returns the logits tensor.
+    """
+
+    def __init__(self, nodes, output: str, aux_weights: dict[str, float], input_shape: tuple[int, ...],
+                 name: str = "", source: str = ""):
+        super().__init__(nodes, output)
+        self.aux_weights = dict(aux_weights)
+        self.input_shape = tuple(input_shape)
+        self.arch_name = name
+        self.source = source
+        self.train_steps = schedule(self.order, (output, *self.aux_weights))
+
+    def forward(self, x: torch.Tensor):
+        if not (self.training and self.aux_weights):
+            return self.run(x, self.steps)[self.output]
+        values = self.run(x, self.train_steps)
+        aux = {name: AuxOutput(weight, values[name]) for name, weight in self.aux_weights.items()}
+        return TrainOutput(values[self.output], aux)
+
+    def node_names(self) -> list[str]:
+        return [name for name, _, _ in self.order]
+
+    def without_aux(self) -> "GraphNet":
+        """A copy-free view for export: the same modules minus auxiliary-only nodes."""
+        needed = {s.name for s in self.steps}
+        nodes = [(n, self._modules[n], i, m) for n, i, m in self.order if n in needed]
+        return GraphNet(nodes, self.output, {}, self.input_shape, self.arch_name, self.source).train(self.training)

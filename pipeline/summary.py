@@ -1,0 +1,130 @@
+"""Human-readable views of a model plan: a per-node table, JSON, and a Graphviz diagram."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .language.graph import ModelPlan, NodePlan
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _inputs(node: NodePlan, previous: str | None) -> str:
+    if list(node.inputs) == [previous]:
+        return ""
+    return ",".join(node.inputs)
+
+
+def table(plan: ModelPlan) -> str:
+    """Every top-level node with its block, inputs, output shape, parameters and MACs."""
+    rows = [("node", "block", "from", "output", "params", "MACs")]
+    previous = "input"
+    for node in plan.nodes:
+        block = node.block + (f" x{len(node.reps)}" if len(node.reps) != 1 else "")
+        name = node.name + (f"  [aux {node.aux:g}]" if node.aux is not None else "")
+        rows.append((name, block, _inputs(node, previous), _shape(node.out_shape), f"{node.params:,}",
+                     _human(node.macs)))
+        if node.aux is None:
+            previous = node.name
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"{plan.name}: input {_shape(plan.in_shape)} -> output {_shape(plan.out_shape)} ({plan.source})"]
+    for index, row in enumerate(rows):
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    aux_params = sum(n.params for n in plan.nodes if n.aux is not None) if plan.aux else 0
+    lines.append("")
+    lines.append(f"parameters: {plan.params:,} ({_human(plan.params)})"
+                 + (f"; {plan.params - aux_params:,} without auxiliary heads" if plan.aux else ""))
+    lines.append(f"MACs per image: {plan.macs:,} ({_human(plan.macs)})"
+                 + (f"; inference (no auxiliary heads): {_human(plan.inference_macs)}" if plan.aux else ""))
+    if plan.aux:
+        lines.append("auxiliary outputs: " + ", ".join(f"{k} (loss weight {v:g})" for k, v in plan.aux.items()))
+    return "\n".join(lines)
+
+
+def as_json(plan: ModelPlan) -> dict:
+    return {
+        "name": plan.name,
+        "source": plan.source,
+        "input": list(plan.in_shape),
+        "output": list(plan.out_shape),
+        "params": plan.params,
+        "macs": plan.macs,
+        "inference_macs": plan.inference_macs,
+        "aux": plan.aux,
+        "vars": plan.vars,
+        "nodes": [
+            {"name": n.name, "block": n.block, "from": list(n.inputs), "repeat": len(n.reps),
+             "output": list(n.out_shape), "params": n.params, "macs": n.macs, "aux": n.aux}
+            for n in plan.nodes
+        ],
+    }
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(plan: ModelPlan) -> str:
+    """DOT text: one box per node (block, output shape), merges drawn as multi-edges, aux dashed."""
+    aux_only = {n.name for n in plan.nodes} - _ancestors(plan, plan.output)
+    lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=TB;",
+             '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+             f'  "input" [label={_quote("input | " + _shape(plan.in_shape))}, fillcolor="#dddddd"];']
+    for node in plan.nodes:
+        repeat = f" x{len(node.reps)}" if len(node.reps) != 1 else ""
+        label = f"{node.name}\n{node.block}{repeat}\n{_shape(node.out_shape)}"
+        style = ""
+        if node.aux is not None:
+            label += f"\naux loss x{node.aux:g}"
+            style = ', fillcolor="#fdebd0"'
+        elif node.name in aux_only:
+            style = ', fillcolor="#fdf2e9", style="rounded,filled,dashed"'
+        elif len(node.inputs) > 1:
+            style = ', fillcolor="#e8f6ef", shape=box'
+        lines.append(f"  {_quote(node.name)} [label={_quote(label)}{style}];")
+        for source in node.inputs:
+            dashed = " [style=dashed]" if node.name in aux_only else ""
+            lines.append(f"  {_quote(source)} -> {_quote(node.name)}{dashed};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _ancestors(plan: ModelPlan, output: str) -> set[str]:
+    needed = {output}
+    for node in reversed(plan.nodes):
+        if node.name in needed:
+            needed.update(node.inputs)
+    return needed
+
+
+def write_graph(plan: ModelPlan, path: str | Path) -> tuple[Path, str]:
+    """Write the diagram; SVG/PNG need Graphviz's ``dot``, otherwise the DOT text is written.
+
+    Returns the file written and a note for the user (empty when the requested format was written).
+    """
+    path = Path(path)
+    dot = to_dot(plan)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt in ("svg", "png", "pdf"):
+        exe = shutil.which("dot")
+        if exe:
+            subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot.encode(), check=True, timeout=60)
+            return path, ""
+        path = path.with_suffix(".dot")
+        path.write_text(dot)
+        return path, f"Graphviz 'dot' is not installed; wrote DOT text to {path} (render it with: dot -T{fmt} {path})"
+    path.write_text(dot)
+    return path, ""
