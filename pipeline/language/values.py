@@ -3,7 +3,8 @@
 A value in a file is interpreted by the type of the place that finally consumes it, in the
 scope where it was written:
 
-* in a numeric place (``out: 16*k``) a string is an arithmetic expression over variables;
+* in a numeric place (``out: 16*k``, ``stride: 2 if i == 0 else 1``) a string is an arithmetic
+  expression over variables;
 * in any place, ``$name`` is the value of a variable (``block: $unit``, ``act: $act``);
 * everything else is taken literally, so ``act: relu`` is the word "relu".
 
@@ -94,6 +95,8 @@ _BINOPS = {
     ast.Pow: operator.pow,
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge}
 _FUNCS = {"min": min, "max": max, "round": round, "int": int, "abs": abs, "float": float}
 
 
@@ -160,8 +163,18 @@ class _Evaluator:
             return seq[index]
         if isinstance(node, (ast.List, ast.Tuple)):
             return [self.visit(e) for e in node.elts]
+        if isinstance(node, ast.IfExp):  # `2 if i == 0 else 1`: the first block of a stage differs
+            return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+            left = self.number(node.left)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = self.number(right_node)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
         raise self.fail(f"'{ast.unparse(node)}' is not allowed (only numbers, variables, + - * / // % **, "
-                        "parentheses, list indexing and min/max/round/int/abs)")
+                        "comparisons, 'a if cond else b', parentheses, list indexing and min/max/round/int/abs)")
 
     def number(self, node: ast.AST) -> int | float:
         value = self.visit(node)
