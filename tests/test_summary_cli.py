@@ -1,0 +1,77 @@
+"""`python -m pipeline summary`: table, JSON, graph, overrides and error exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline import plan_model
+
+ROOT = Path(__file__).resolve().parents[1]
+LENET = str(ROOT / "architectures" / "lenet5.yaml")
+
+
+def test_table_lists_every_node_with_shape_params_and_totals(capsys):
+    assert main(["summary", LENET]) == 0
+    out = capsys.readouterr().out
+    plan = plan_model(LENET)
+    for node in plan.nodes:
+        line = next(l for l in out.splitlines() if l.startswith(node.name + " "))
+        assert "x".join(map(str, node.out_shape)) in line and f"{node.params:,}" in line
+    assert "parameters: 61,706" in out
+
+
+def test_json_has_params_macs_and_nodes(capsys):
+    assert main(["summary", LENET, "--json", "--var", "classes=3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] == plan_model(LENET, classes=3).params
+    assert data["macs"] > 0 and [n["name"] for n in data["nodes"]][0] == "c1"
+    assert data["output"] == [3] and data["vars"] == {"classes": 3}
+
+
+def test_input_override(capsys):
+    assert main(["summary", LENET, "--json", "--input", "1,36,36"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["nodes"][0]["output"] == [6, 32, 32]
+
+
+def test_graph_as_dot_marks_aux_heads_and_merges(tmp_path, capsys):
+    out = tmp_path / "g.dot"
+    assert main(["summary", str(ROOT / "architectures" / "googlenet.yaml"), "--graph", str(out)]) == 0
+    dot = out.read_text()
+    assert dot.startswith("digraph") and '"aux1"' in dot and "aux loss x0.3" in dot
+    assert '"4a" -> "aux1"' in dot and '"4a" -> "4b"' in dot
+
+
+def test_graph_svg_falls_back_to_dot_text_without_graphviz(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert main(["summary", LENET, "--graph", str(tmp_path / "g.svg")]) == 0
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+    assert "Graphviz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["summary", LENET, "--var", "nope=1"], "cannot override variable 'nope'"),
+    (["summary", LENET, "--input", "a,b"], "--input expects"),
+    (["summary", "missing.yaml"], "architecture file not found"),
+    (["summary"], "the following arguments are required"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, words, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
+
+
+def test_cli_process_exit_status_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [3, 8, 8]\nnodes:\n  a: {block: covn, out: 4}\n")
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "summary", str(bad)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.startswith(f"{bad}:3:14: node 'a': unknown block 'covn' (did you mean 'conv'")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
