@@ -135,6 +135,8 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
         if "could not determine a constructor" in problem:
             problem = problem.replace("could not determine a constructor for the tag", "tag not allowed:")
             problem += " (only plain YAML values are allowed in architecture files)"
+        if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
+            problem += " (inside {...} or [...], quote a value that contains [ ] { } or a comma: \"depths[0]\")"
         loc = _loc(file, mark) if mark else Loc(file, 1, 1)
         raise ArchError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as err:
