@@ -21,6 +21,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
+  export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 """
 
 
@@ -102,7 +103,34 @@ def import_weights(argv: list[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "import-weights": import_weights}
+def export(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline export",
+                     description="Export the inference network (no auxiliary heads) to ONNX or TorchScript.")
+    parser.add_argument("arch", help="architecture YAML file")
+    parser.add_argument("--weights", help="state dict to load first (e.g. from import-weights or a training run)")
+    parser.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    parser.add_argument("-o", "--output", required=True, help="file to write")
+    parser.add_argument("--input", help="input shape C,H,W replacing the file's 'input'")
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+    args = parser.parse_args(argv)
+    from .convert import ConversionError, load_converted, load_state_file
+    from .export import export as write
+    from .language import build_model
+
+    model = build_model(args.arch, parse_shape(args.input), **parse_vars(args.var))
+    if args.weights:
+        try:
+            load_converted(model, load_state_file(args.weights))
+        except ConversionError as err:
+            raise ConversionError(err.message if err.message.startswith(args.weights) else
+                                  f"{args.weights}: {err.message}") from None
+    path = write(model, args.format, args.output)
+    print(f"wrote {path} ({args.format}, input {'x'.join(map(str, model.input_shape))}, batch dimension dynamic)")
+    return 0
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "import-weights": import_weights,
+                                                "export": export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,21 +77,27 @@ def load_converted(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Modul
     return model
 
 
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a file, unpickled safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or non-weights file: say which and why, once
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConversionError(f"{path}: not a readable state dict ({type(err).__name__}: {reason})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path}: expected a state dict (a mapping of names to tensors)")
+    return state
+
+
 def reference_state_dict(name: str, from_file: str | Path | None = None) -> dict[str, torch.Tensor]:
     """A torchvision model's state dict: from a local file, or downloaded by torchvision."""
     if from_file is not None:
-        path = Path(from_file)
-        if not path.is_file():
-            raise ConversionError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a corrupt or non-weights file: say which and why, once
-            raise ConversionError(f"{path}: not a readable state dict ({type(err).__name__}: {err})") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ConversionError(f"{path}: expected a state dict (a mapping of names to tensors)")
-        return state
+        return load_state_file(from_file)
     import torchvision
 
     try:

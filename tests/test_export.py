@@ -1,0 +1,49 @@
+"""`python -m pipeline export`: ONNX (run with onnxruntime) and TorchScript give the PyTorch logits."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from pipeline import build_model
+from pipeline.convert import save_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOGLENET = ROOT / "architectures" / "googlenet.yaml"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(GOOGLENET, input_shape=(3, 64, 64), classes=10)
+    path = tmp_path_factory.mktemp("w") / "googlenet.pt"
+    save_atomic(model.state_dict(), path)
+    return path, model.eval()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_and_drops_aux_heads(fmt, weights, tmp_path):
+    path, model = weights
+    out = tmp_path / f"net.{fmt}"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "export", str(GOOGLENET), "--weights", str(path),
+                           "--format", fmt, "-o", str(out), "--input", "3,64,64", "--var", "classes=10"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    x = torch.randn(3, 3, 64, 64)  # batch 3: the batch dimension is dynamic
+    with torch.no_grad():
+        expected = model(x).numpy()
+    if fmt == "onnx":
+        graph = onnx.load(str(out)).graph
+        assert not [i.name for i in graph.initializer if "aux" in i.name]
+        actual = onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0]
+    else:
+        loaded = torch.jit.load(str(out))
+        assert not [k for k in loaded.state_dict() if k.startswith("aux")]
+        actual = loaded(x).detach().numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
