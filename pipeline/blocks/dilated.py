@@ -1,0 +1,80 @@
+"""Dilated convolutions: DRN's dilated residual block (Yu, Koltun & Funkhouser, 2017) and a
+WaveNet-style gated stack of dilated causal convolutions for 1-D signals (van den Oord et al., 2016).
+A plain dilated conv is the ``conv`` block's ``dilation`` argument."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BlockError
+from .base import ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, spatial_dims
+from .registry import register
+from .residual import make_shortcut
+
+
+@register("dilated_residual")
+class DilatedResidual(Block):
+    """Basic residual block whose 3x3 convs are dilated (padding = dilation keeps the size).
+    ``residual: false`` drops the shortcut (DRN-C's last, degridding layers)."""
+
+    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dilation: int = 1, dilation2: int | None = None,
+                 residual: bool = True, norm: NormKind = "batch", act: ActKind = "relu"):
+        super().__init__()
+        if out <= 0 or stride <= 0 or dilation <= 0 or (dilation2 is not None and dilation2 <= 0):
+            raise BlockError("'out', 'stride' and the dilations must be positive")
+        nd = spatial_dims(in_shape, "dilated_residual")
+        self.conv1 = ConvNormAct(nd, in_shape[0], out, 3, stride, dilation=dilation, norm=norm, act=act)
+        self.conv2 = ConvNormAct(nd, out, out, 3, 1, dilation=dilation2 or dilation, norm=norm, act="none")
+        self.residual = residual
+        self.shortcut = make_shortcut("auto", in_shape, out, stride, norm) if residual else None
+        self.act = act_layer(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        if self.residual:
+            y = y + (x if self.shortcut is None else self.shortcut(x))
+        return self.act(y)
+
+
+class GatedLayer(nn.Module):
+    """tanh(filter) * sigmoid(gate) of a causal dilated conv; 1x1 convs to the residual and skip paths."""
+
+    def __init__(self, channels: int, skip: int, kernel: int, dilation: int):
+        super().__init__()
+        self.left_pad = (kernel - 1) * dilation  # pad the past only: output t never sees input > t
+        self.conv = nn.Conv1d(channels, 2 * channels, kernel, dilation=dilation)
+        self.residual = nn.Conv1d(channels, channels, 1)
+        self.skip = nn.Conv1d(channels, skip, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filt, gate = self.conv(F.pad(x, (self.left_pad, 0))).chunk(2, 1)
+        h = torch.tanh(filt) * torch.sigmoid(gate)
+        return x + self.residual(h), self.skip(h)
+
+
+@register("wavenet")
+class WaveNet(Block):
+    """``stacks`` x ``layers`` gated causal layers with dilations 1, b, b^2, ... per stack;
+    output = act_out(sum of the skip outputs), shape (skip, L)."""
+
+    def __init__(self, in_shape: Shape, *, layers: int, stacks: int = 1, channels: int | None = None,
+                 skip: int | None = None, kernel: int = 2, dilation_base: int = 2, act_out: ActKind = "relu"):
+        super().__init__()
+        spatial_dims(in_shape, "wavenet", (1,))
+        if layers <= 0 or stacks <= 0 or kernel <= 0 or dilation_base <= 0:
+            raise BlockError("'layers', 'stacks', 'kernel' and 'dilation_base' must be positive")
+        channels = channels or in_shape[0]
+        skip = skip or channels
+        self.input = nn.Conv1d(in_shape[0], channels, 1) if channels != in_shape[0] else nn.Identity()
+        self.layers = nn.ModuleList(GatedLayer(channels, skip, kernel, dilation_base ** i)
+                                    for _ in range(stacks) for i in range(layers))
+        self.act = act_layer(act_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input(x)
+        total = None
+        for layer in self.layers:
+            x, s = layer(x)
+            total = s if total is None else total + s
+        return self.act(total)

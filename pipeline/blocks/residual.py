@@ -1,0 +1,187 @@
+"""Residual blocks: basic and bottleneck (He et al., 2015), pre-activation (He et al., 2016) and
+wide (Zagoruyko & Komodakis, 2016). Layers are registered in torchvision's order so that its
+weights convert positionally (conv1, conv2[, conv3], shortcut)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BlockError
+from .base import ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, spatial_dims
+from .registry import register
+
+Shortcut = Literal["auto", "projection", "identity", "pad"]
+
+
+class PadShortcut(nn.Module):
+    """The ResNet paper's option A: subsample by the stride, zero-pad the new channels; no weights."""
+
+    def __init__(self, extra_channels: int, stride: int, nd: int):
+        super().__init__()
+        self.extra, self.stride, self.nd = extra_channels, stride, nd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[(..., *[slice(None, None, self.stride)] * self.nd)]
+        return F.pad(x, (0, 0) * self.nd + (0, self.extra))
+
+
+def make_shortcut(kind: str, in_shape: Shape, out_channels: int, stride: int, norm: str, pre_activated: bool = False
+                  ) -> nn.Module | None:
+    """None for identity; a 1x1 projection (with norm unless the branch is pre-activated) or option A."""
+    in_channels, nd = in_shape[0], len(in_shape) - 1
+    fits = in_channels == out_channels and stride == 1
+    if kind == "identity" and not fits:
+        raise BlockError(f"shortcut 'identity' needs equal channels and stride 1, got {in_channels} -> "
+                         f"{out_channels} with stride {stride}")
+    if kind == "pad" and out_channels < in_channels:
+        raise BlockError(f"shortcut 'pad' cannot reduce channels ({in_channels} -> {out_channels})")
+    if kind == "identity" or (kind == "auto" and fits):
+        return None
+    if kind == "pad":
+        return PadShortcut(out_channels - in_channels, stride, nd)
+    return ConvNormAct(nd, in_channels, out_channels, 1, stride, 0, norm="none" if pre_activated else norm,
+                       act="none", bias=False)
+
+
+def _check(out: int, stride: int, dilation: int = 1, dropout: float = 0.0) -> None:
+    if out <= 0 or stride <= 0 or dilation <= 0:
+        raise BlockError(f"'out', 'stride' and 'dilation' must be positive, got {out}, {stride}, {dilation}")
+    if not 0.0 <= dropout < 1.0:
+        raise BlockError(f"'dropout' must be in [0, 1), got {dropout}")
+
+
+class _Residual(Block):
+    """act(branch(x) + shortcut(x)); subclasses build ``self.branch`` layers and ``self.shortcut``."""
+
+    zero_init = False
+
+    def last_norm(self) -> nn.Module:
+        raise NotImplementedError
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.act(self.residual(x) + identity)
+
+    def init_weights(self) -> None:
+        # Zero the last norm's scale so each block starts as the identity: very deep nets then train
+        # like shallow ones at first (Goyal et al., 2017, "Accurate, Large Minibatch SGD").
+        norm = self.last_norm()
+        if self.zero_init and isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.zeros_(norm.weight)
+
+
+@register("basic")
+class Basic(_Residual):
+    """ResNet basic block: 3x3 conv (stride) -> 3x3 conv, plus the shortcut, then the activation."""
+
+    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, shortcut: Shortcut = "auto",
+                 norm: NormKind = "batch", act: ActKind = "relu", zero_init: bool = False, dropout: float = 0.0,
+                 dilation: int = 1):
+        super().__init__()
+        _check(out, stride, dilation, dropout)
+        nd = spatial_dims(in_shape, "basic")
+        self.conv1 = ConvNormAct(nd, in_shape[0], out, 3, stride, dilation=dilation, norm=norm, act=act)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.conv2 = ConvNormAct(nd, out, out, 3, 1, dilation=dilation, norm=norm, act="none")
+        self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
+        self.act = act_layer(act)
+        self.zero_init = zero_init
+
+    def last_norm(self) -> nn.Module:
+        return self.conv2.norm
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.drop(self.conv1(x)))
+
+
+@register("bottleneck")
+class Bottleneck(_Residual):
+    """ResNet bottleneck: 1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand to ``out`` (v1.5: stride on the 3x3)."""
+
+    def __init__(self, in_shape: Shape, *, out: int, width: int | None = None, groups: int = 1, stride: int = 1,
+                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu",
+                 zero_init: bool = False, dilation: int = 1):
+        super().__init__()
+        _check(out, stride, dilation)
+        nd = spatial_dims(in_shape, "bottleneck")
+        width = width or out // 4
+        if width <= 0:
+            raise BlockError(f"'width' must be positive, got {width}")
+        self.conv1 = ConvNormAct(nd, in_shape[0], width, 1, norm=norm, act=act)
+        self.conv2 = ConvNormAct(nd, width, width, 3, stride, dilation=dilation, groups=groups, norm=norm, act=act)
+        self.conv3 = ConvNormAct(nd, width, out, 1, norm=norm, act="none")
+        self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
+        self.act = act_layer(act)
+        self.zero_init = zero_init
+
+    def last_norm(self) -> nn.Module:
+        return self.conv3.norm
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.conv1(x)))
+
+
+@register("preact")
+class PreAct(Block):
+    """Pre-activation unit ("Identity Mappings in Deep Residual Networks"): norm-act-conv twice, and
+    nothing after the addition. A projection shortcut reads the pre-activated input, as in the paper."""
+
+    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, bottleneck: bool = False,
+                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu", dropout: float = 0.0):
+        super().__init__()
+        _check(out, stride, 1, dropout)
+        nd = spatial_dims(in_shape, "preact")
+        in_channels = in_shape[0]
+        self.norm = norm_layer(norm, in_channels, nd)
+        self.act = act_layer(act, inplace=False)
+        if bottleneck:
+            width = max(out // 4, 1)
+            self.conv1 = _conv(nd, in_channels, width, 1, 1)
+            self.conv2 = NormActConv(nd, width, width, 3, stride, norm=norm, act=act)
+            self.conv3 = NormActConv(nd, width, out, 1, norm=norm, act=act)
+        else:
+            self.conv1 = _conv(nd, in_channels, out, 3, stride)
+            self.conv2 = NormActConv(nd, out, out, 3, norm=norm, act=act)
+            self.conv3 = nn.Identity()
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm, pre_activated=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.norm(x))
+        identity = x if self.shortcut is None else self.shortcut(pre)
+        return self.conv3(self.conv2(self.drop(self.conv1(pre)))) + identity
+
+
+def _conv(nd: int, in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
+    return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1](in_channels, out_channels, kernel, stride, kernel // 2,
+                                                     bias=False)
+
+
+@register("wide")
+class Wide(Block):
+    """Wide-ResNet block: BN-ReLU-3x3 (stride) -> dropout -> BN-ReLU-3x3, plus a 1x1 projection when
+    shapes change (applied to the pre-activated input, as in the authors' code)."""
+
+    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dropout: float = 0.0, norm: NormKind = "batch",
+                 act: ActKind = "relu"):
+        super().__init__()
+        _check(out, stride, 1, dropout)
+        nd = spatial_dims(in_shape, "wide")
+        self.norm = norm_layer(norm, in_shape[0], nd)
+        self.act = act_layer(act, inplace=False)
+        self.conv1 = _conv(nd, in_shape[0], out, 3, stride)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.conv2 = NormActConv(nd, out, out, 3, norm=norm, act=act)
+        self.shortcut = make_shortcut("auto", in_shape, out, stride, norm, pre_activated=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.norm(x))
+        identity = x if self.shortcut is None else self.shortcut(pre)
+        return self.conv2(self.drop(self.conv1(pre))) + identity
