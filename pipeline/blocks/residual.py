@@ -103,15 +103,20 @@ class Basic(_Residual):
 
 @register("bottleneck")
 class Bottleneck(_Residual):
-    """ResNet bottleneck: 1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand to ``out`` (v1.5: stride on the 3x3)."""
+    """ResNet bottleneck: 1x1 reduce -> 3x3 (stride, groups) -> 1x1 expand to ``out`` (v1.5: stride on the 3x3).
 
-    def __init__(self, in_shape: Shape, *, out: int, width: int | None = None, groups: int = 1, stride: int = 1,
+    The middle width is ``width`` if given, else ``out / 4 * base_width / 64 * groups`` as in
+    torchvision: ``base_width: 128`` is Wide ResNet-50-2, ``groups: 32, base_width: 4`` ResNeXt-50 32x4d.
+    """
+
+    def __init__(self, in_shape: Shape, *, out: int, width: int | None = None, groups: int = 1, base_width: int = 64,
+                 stride: int = 1,
                  shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu",
                  zero_init: bool = False, dilation: int = 1):
         super().__init__()
         _check(out, stride, dilation)
         nd = spatial_dims(in_shape, "bottleneck")
-        width = width or out // 4
+        width = width or int(out // 4 * (base_width / 64)) * groups
         if width <= 0:
             raise BlockError(f"'width' must be positive, got {width}")
         self.conv1 = ConvNormAct(nd, in_shape[0], width, 1, norm=norm, act=act)

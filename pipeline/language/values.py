@@ -97,7 +97,14 @@ _BINOPS = {
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
-_FUNCS = {"min": min, "max": max, "round": round, "int": int, "abs": abs, "float": float}
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor``, never more than 10% down (MobileNet's rule)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+_FUNCS = {"min": min, "max": max, "round": round, "int": int, "abs": abs, "float": float,
+          "make_divisible": make_divisible}
 
 
 class _Evaluator:
@@ -174,7 +181,7 @@ class _Evaluator:
                 left = right
             return True
         raise self.fail(f"'{ast.unparse(node)}' is not allowed (only numbers, variables, + - * / // % **, "
-                        "comparisons, 'a if cond else b', parentheses, list indexing and min/max/round/int/abs)")
+                        "comparisons, 'a if cond else b', parentheses, list indexing and min/max/round/int/abs/make_divisible)")
 
     def number(self, node: ast.AST) -> int | float:
         value = self.visit(node)
