@@ -40,17 +40,18 @@ class DilatedResidual(Block):
 class GatedLayer(nn.Module):
     """tanh(filter) * sigmoid(gate) of a causal dilated conv; 1x1 convs to the residual and skip paths."""
 
-    def __init__(self, channels: int, skip: int, kernel: int, dilation: int):
+    def __init__(self, channels: int, skip: int, kernel: int, dilation: int, last: bool = False):
         super().__init__()
         self.left_pad = (kernel - 1) * dilation  # pad the past only: output t never sees input > t
         self.conv = nn.Conv1d(channels, 2 * channels, kernel, dilation=dilation)
-        self.residual = nn.Conv1d(channels, channels, 1)
+        # the last layer's residual output would feed nothing, so it has no residual conv
+        self.residual = None if last else nn.Conv1d(channels, channels, 1)
         self.skip = nn.Conv1d(channels, skip, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         filt, gate = self.conv(F.pad(x, (self.left_pad, 0))).chunk(2, 1)
         h = torch.tanh(filt) * torch.sigmoid(gate)
-        return x + self.residual(h), self.skip(h)
+        return (x if self.residual is None else x + self.residual(h)), self.skip(h)
 
 
 @register("wavenet")
@@ -67,8 +68,9 @@ class WaveNet(Block):
         channels = channels or in_shape[0]
         skip = skip or channels
         self.input = nn.Conv1d(in_shape[0], channels, 1) if channels != in_shape[0] else nn.Identity()
-        self.layers = nn.ModuleList(GatedLayer(channels, skip, kernel, dilation_base ** i)
-                                    for _ in range(stacks) for i in range(layers))
+        dilations = [dilation_base ** i for _ in range(stacks) for i in range(layers)]
+        self.layers = nn.ModuleList(GatedLayer(channels, skip, kernel, d, last=j == len(dilations) - 1)
+                                    for j, d in enumerate(dilations))
         self.act = act_layer(act_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
