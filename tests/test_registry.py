@@ -42,6 +42,8 @@ EXAMPLES: dict[str, list[tuple[tuple[int, ...], dict]]] = {
     "inverted": [((8, 8, 8), {"out": 8}), ((8, 8, 8), {"out": 12, "stride": 2, "expand": 1})],
     "dilated_residual": [((8, 8, 8), {"out": 8, "dilation": 2}), ((8, 8, 8), {"out": 16, "stride": 2})],
     "wavenet": [((4, 32), {"layers": 3, "channels": 8, "skip": 6})],
+    "timm": [((3, 32, 32), {"model": "resnet18"}),
+             ((1, 32, 32), {"model": "mobilenetv3_small_050", "features_only": True, "out_index": 2})],
 }
 MERGES = {"concat": [(4, 6, 6), (2, 6, 6)], "add": [(4, 6, 6), (4, 6, 6)]}
 

@@ -493,7 +493,10 @@ def _show(scope: Scope, name: str) -> Any:
 def materialize_graph(plan: GraphPlan, top: ModelPlan | None = None) -> Graph:
     nodes = []
     for node in plan.nodes:
-        modules = [node.factory.materialize(shapes, rep) for shapes, rep in node.reps]
+        try:  # planning ran the same constructors, so only file I/O (e.g. timm weights) can fail here
+            modules = [node.factory.materialize(shapes, rep) for shapes, rep in node.reps]
+        except BlockError as err:
+            raise ArchError(str(err), node.loc, node.name) from None
         module = modules[0] if len(modules) == 1 else nn.Sequential(*modules) if modules else nn.Identity()
         local = [i.rsplit(".", 1)[-1] if i != "input" else i for i in node.inputs]
         nodes.append((node.name.rsplit(".", 1)[-1], module, tuple(local), node.factory.merges))
