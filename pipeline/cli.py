@@ -20,6 +20,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+  zoo [FOLDER]                      the architecture files with parameters and MACs
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 """
@@ -80,6 +81,17 @@ def summary(argv: list[str]) -> int:
     return 0
 
 
+def zoo(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline zoo",
+                     description="List the architecture files of a folder with parameters and MACs (Markdown).")
+    parser.add_argument("folder", nargs="?", default="architectures")
+    args = parser.parse_args(argv)
+    from .summary import zoo_table
+
+    print(zoo_table(args.folder), end="")
+    return 0
+
+
 def import_weights(argv: list[str]) -> int:
     parser = _Parser(prog="python -m pipeline import-weights",
                      description="Convert a torchvision model's weights into a state dict for a YAML architecture.")
@@ -129,7 +141,7 @@ def export(argv: list[str]) -> int:
     return 0
 
 
-TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "import-weights": import_weights,
+TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
                                                 "export": export}
 
 

@@ -128,3 +128,16 @@ def write_graph(plan: ModelPlan, path: str | Path) -> tuple[Path, str]:
         return path, f"Graphviz 'dot' is not installed; wrote DOT text to {path} (render it with: dot -T{fmt} {path})"
     path.write_text(dot)
     return path, ""
+
+
+def zoo_table(folder: str | Path = "architectures") -> str:
+    """A Markdown table of every architecture file in ``folder``: parameters, MACs, input."""
+    from .language import plan_model
+
+    rows = ["| file | net | input | parameters | MACs (inference) |", "|---|---|---|---:|---:|"]
+    for path in sorted(Path(folder).glob("*.yaml")):
+        plan = plan_model(path)
+        aux = " (+aux heads)" if plan.aux else ""
+        rows.append(f"| `{path.name}` | {plan.name}{aux} | {_shape(plan.in_shape)} | {plan.params:,} | "
+                    f"{_human(plan.inference_macs)} |")
+    return "\n".join(rows) + "\n"

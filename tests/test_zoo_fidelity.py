@@ -103,3 +103,31 @@ def test_import_weights_offline_without_file_says_what_to_do(tmp_path):
         assert (tmp_path / "o.pt").exists()
     else:
         assert proc.returncode == 2 and "--from-file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("zoo, paper, overrides", [
+    ("resnet20_cifar", 0.27e6, {}), ("resnet56_cifar", 0.85e6, {}), ("resnet110_cifar", 1.7e6, {}),
+    ("wrn28_10_cifar", 36.5e6, {}), ("densenet_bc100_cifar", 0.8e6, {"classes": 100}),
+    ("preact_resnet_cifar", 1.7e6, {}), ("wrn16_8_cifar", 11.0e6, {}),
+])
+def test_cifar_nets_match_the_papers_within_2_percent(zoo, paper, overrides):
+    params = plan_model(ARCH / f"{zoo}.yaml", **overrides).params
+    assert abs(params - paper) / paper <= 0.02, params
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_plain_nets_are_the_resnets_without_shortcuts(depth):
+    plain, res = plan_model(ARCH / f"plain{depth}_cifar.yaml"), plan_model(ARCH / f"resnet{depth}_cifar.yaml")
+    # option-A shortcuts have no weights: same layers, same parameters, same shapes...
+    assert plain.params == res.params and plain.out_shape == res.out_shape
+    # ...built from plain convs (2 per residual block) instead of residual blocks
+    stages = lambda p, block: [len(n.reps) for n in p.nodes if n.block == block]  # noqa: E731
+    assert stages(plain, "conv")[1:] == [2 * r for r in stages(res, "basic")] == [2 * (depth - 2) // 6] * 3
+
+
+def test_readme_zoo_table_is_generated_from_the_files():
+    from pipeline.summary import zoo_table
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- zoo:start -->\n", 1)[1].split("<!-- zoo:end -->", 1)[0]
+    assert table == zoo_table(ARCH), "README zoo table is stale: regenerate with `python -m pipeline zoo`"
