@@ -1,0 +1,116 @@
+"""`python -m pipeline fit|validate|test|predict`: LightningCLI with this project's defaults.
+
+What it adds to LightningCLI: the data's classes and input shape flow into the model; CSV and
+TensorBoard logs and checkpoints under ``trainer.default_root_dir`` (checkpoints in one
+unversioned folder, so ``--ckpt_path last`` finds them after a restart); checkpoints written
+atomically; checkpoints always loaded with ``weights_only=True``; and a user's mistake ends with
+one line on stderr and exit status 2 instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ..errors import ArchError
+from .module import ClassifierModule, TrainingDiverged
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Save to a temporary file in the target folder, fsync, then rename over the old checkpoint:
+    a crash or kill during a save leaves the previous ``last.ckpt`` intact, never half a file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = True) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def allow_checkpoint_globals() -> None:
+    """Types that Lightning checkpoints contain besides tensors, allowed for weights_only loading."""
+    from lightning.fabric.utilities.data import AttributeDict
+
+    torch.serialization.add_safe_globals([AttributeDict])
+
+
+class PipelineCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        root = Path(config.get("default_root_dir") or os.getcwd())
+        if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
+            csv = CSVLogger(root, name="", version=None)
+            config["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False)]
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(hasattr(p, "save_checkpoint") for p in plugins):
+            config["plugins"] = plugins + [AtomicCheckpointIO()]
+        for callback in [*callbacks, *(config.get("callbacks") or [])]:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
+        return super()._instantiate_trainer(config, callbacks)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = True  # a checkpoint is untrusted input: never unpickle code
+        return kwargs
+
+
+def _user_error(err: BaseException) -> str | None:
+    """The one-line message for a user's mistake anywhere in the exception chain, else None."""
+    from datamodules import DataError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (ArchError, DataError)):
+            return str(err)
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def run_lightning(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand; returns the process exit status."""
+    from jsonargparse import ArgumentError
+
+    allow_checkpoint_globals()
+    try:
+        PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=argv,
+                    parser_kwargs={"exit_on_error": False}, save_config_kwargs={"overwrite": True},
+                    auto_configure_optimizers=False)
+    except ArgumentError as err:
+        message = " ".join(str(err).split())  # jsonargparse's message can span lines
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a user's mistake surfacing through Lightning/jsonargparse layers
+        message = _user_error(err)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,195 @@
+"""The LightningModule: a YAML-declared net, its losses (auxiliary heads included), metrics and optimizers."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..errors import ArchError
+from ..language import TrainOutput, materialize, plan_model
+from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; raised before the bad state can be checkpointed."""
+
+
+def classification_loss(output: torch.Tensor | TrainOutput, target: torch.Tensor, label_smoothing: float = 0.0
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Main loss + sum(weight * auxiliary loss); also returns each part for logging.
+
+    ``target`` holds class indices, or class probabilities (N, classes) after Mixup/CutMix.
+    """
+    if isinstance(output, TrainOutput):
+        main = F.cross_entropy(output.logits, target, label_smoothing=label_smoothing)
+        parts = {"main": main}
+        total = main
+        for name, aux in output.aux.items():
+            parts[name] = F.cross_entropy(aux.logits, target, label_smoothing=label_smoothing)
+            total = total + aux.weight * parts[name]
+        return total, parts
+    main = F.cross_entropy(output, target, label_smoothing=label_smoothing)
+    return main, {"main": main}
+
+
+def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a Lightning checkpoint (the net's part) or a plain state-dict file; safe unpickling."""
+    from ..convert import load_state_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArchError(f"init_from: weights file not found: {path}")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):  # a Lightning checkpoint
+        return {k[len("net."):]: v for k, v in raw["state_dict"].items() if k.startswith("net.")}
+    return load_state_file(path)
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains an image classifier declared in an architecture YAML file.
+
+    Args:
+        arch: architecture file (e.g. ``architectures/resnet18.yaml``).
+        num_classes: number of classes; sets the file's ``classes`` variable (linked from the data).
+        vars: other variables of the file to override, e.g. ``{k: 10, depth: 28}``.
+        input_shape: input (C, H, W); linked from the data; default: the file's ``input``.
+        optimizer: optimizer settings.
+        scheduler: learning-rate schedule settings.
+        label_smoothing: label smoothing of the cross-entropy (main and auxiliary heads).
+        ema_decay: keep an exponential moving average of the weights (timm's ModelEmaV3) with this
+            decay, e.g. 0.999, and evaluate with it; 0 = off.
+        init_from: initialise from a Lightning checkpoint or a state dict (e.g. from
+            ``import-weights``); tensors whose shape differs (a classifier for other classes) are
+            left at their initialisation.
+        init_prefix: prefix added to the keys of ``init_from`` (e.g. ``backbone.net.`` to load timm
+            weights into a ``timm`` node).
+        freeze_until: freeze every node up to and including this one (transfer learning).
+        pretrained_lr_scale: learning-rate multiplier of the weights loaded by ``init_from``.
+    """
+
+    def __init__(self, arch: str, num_classes: int | None = None, vars: dict[str, Any] | None = None,
+                 input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig | None = None,
+                 scheduler: SchedulerConfig | None = None, label_smoothing: float = 0.0, ema_decay: float = 0.0,
+                 init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
+                 pretrained_lr_scale: float = 1.0):
+        super().__init__()
+        optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer or OptimizerConfig()
+        scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler or SchedulerConfig()
+        # plain values only, so checkpoints load with weights_only=True
+        self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
+                                   "input_shape": list(input_shape) if input_shape else None,
+                                   "optimizer": asdict(optimizer), "scheduler": asdict(scheduler),
+                                   "label_smoothing": label_smoothing, "ema_decay": ema_decay,
+                                   "init_from": init_from, "init_prefix": init_prefix,
+                                   "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale})
+        self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
+        overrides = dict(vars or {})
+        if num_classes is not None:
+            overrides["classes"] = num_classes
+        plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
+        self.net = materialize(plan)
+        self.num_classes = int(plan.out_shape[0])
+        self.pretrained: set[str] = set()
+        if init_from:
+            self.pretrained = self._init_from(init_from, init_prefix)
+        self.frozen = self._freeze(freeze_until) if freeze_until else []
+        self.ema = None
+        if ema_decay > 0:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.net, decay=ema_decay)
+        self.metrics = nn.ModuleDict({
+            f"{split}_{name}": MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
+            for split in ("val", "test") for name, k in (("acc", 1), ("acc5", 5)) if k <= self.num_classes})
+
+    # -- transfer learning ----------------------------------------------------------------------
+    def _init_from(self, path: str, prefix: str) -> set[str]:
+        state = {prefix + k: v for k, v in load_weights_file(path).items()}
+        own = self.net.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(k for k in own if k not in fits)
+        if not fits:
+            raise ArchError(f"init_from: no tensor of {path} fits {self.hparams.arch} (wrong file or init_prefix?)")
+        self.net.load_state_dict(fits, strict=False)
+        if skipped:
+            log.warning("init_from %s: %d tensors kept their initialisation (e.g. a new classifier): %s",
+                        path, len(skipped), ", ".join(skipped[:6]) + (" ..." if len(skipped) > 6 else ""))
+        return set(fits)
+
+    def _freeze(self, until: str) -> list[nn.Module]:
+        names = self.net.node_names()
+        if until not in names:
+            from ..language.values import close_matches
+
+            raise ArchError(f"freeze_until: no node '{until}' in {self.hparams.arch}{close_matches(until, names)}")
+        frozen = [getattr(self.net, n) for n in names[: names.index(until) + 1]]
+        for module in frozen:
+            module.requires_grad_(False)
+        return frozen
+
+    def on_train_epoch_start(self) -> None:
+        for module in self.frozen:  # frozen batch-norm keeps its (pretrained) statistics
+            module.eval()
+
+    # -- steps ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.ema.module if self.ema is not None and not self.training else self.net
+        return net(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, target = batch
+        loss, parts = classification_loss(self.net(images), target, self.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                                   "the last good checkpoint is intact: resume from it with a lower learning rate")
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.net, step=self.global_step)
+
+    def evaluate(self, batch, split: str) -> None:
+        images, target = batch
+        logits = self(images)
+        self.log(f"{split}/loss", F.cross_entropy(logits, target), prog_bar=split == "val")
+        for name in ("acc", "acc5"):
+            metric = self.metrics[f"{split}_{name}"] if f"{split}_{name}" in self.metrics else None
+            if metric is not None:
+                metric(logits, target)
+                self.log(f"{split}/{name}", metric, prog_bar=name == "acc")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(images).softmax(1)
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        scale = self.hparams.pretrained_lr_scale
+        if self.pretrained and scale != 1.0:
+            groups = param_groups([(n, p) for n, p in named if n in self.pretrained], self.opt_cfg, scale) + \
+                param_groups([(n, p) for n, p in named if n not in self.pretrained], self.opt_cfg)
+        else:
+            groups = param_groups(named, self.opt_cfg)
+        optimizer = build_optimizer(groups, self.opt_cfg)
+        total = self.trainer.estimated_stepping_batches if self.sched_cfg.interval == "step" \
+            else max(self.trainer.max_epochs or 1, 1)
+        scheduler = build_scheduler(optimizer, self.sched_cfg, int(total))
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
