@@ -8,8 +8,10 @@ one line on stderr and exit status 2 instead of a traceback.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,9 @@ def run_lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
     allow_checkpoint_globals()
+    # "Seed set to N" is routine; on an error it would be a second stderr line before the message
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     try:
         PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=argv,
                     parser_kwargs={"exit_on_error": False}, save_config_kwargs={"overwrite": True},

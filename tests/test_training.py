@@ -1,0 +1,207 @@
+"""Training through the CLI and the LightningModule: the default run, resume, evaluation, losses, errors."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from datamodules import SyntheticDataModule
+from pipeline.language import AuxOutput, TrainOutput
+from pipeline.training import ClassifierModule, SchedulerConfig, TrainingDiverged, classification_loss
+from pipeline.training.optim import lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def metrics(root: Path) -> list[dict]:
+    files = sorted(root.glob("version_*/metrics.csv"))
+    assert files, f"no metrics.csv under {root}"
+    rows = []
+    for f in files:
+        rows += list(csv.DictReader(f.open()))
+    return rows
+
+
+def column(rows: list[dict], name: str) -> list[float]:
+    return [float(r[name]) for r in rows if r.get(name)]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The README's main job, run in full: fit --config lightning_config.yaml."""
+    root = tmp_path_factory.mktemp("digits")
+    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(root),
+               "--trainer.enable_progress_bar", "false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+@pytest.mark.slow
+def test_default_run_reaches_97_percent_and_writes_logs_and_checkpoints(default_run):
+    rows = metrics(default_run)
+    assert max(column(rows, "val/acc")) >= 0.97
+    losses = column(rows, "train/loss")
+    assert losses[-1] < losses[0] / 2, "the training loss did not fall"
+    for name in ("train/loss_main", "train/loss_aux", "val/loss", "val/acc5"):
+        assert column(rows, name), f"{name} missing from metrics.csv"
+    assert (default_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((default_run / "checkpoints").glob("best-epoch*.ckpt"))
+    assert list(default_run.glob("version_*/config.yaml")) and list(default_run.glob("version_*/events.out.tfevents*"))
+
+
+@pytest.mark.slow
+def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run):
+    before = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
+    epochs = before["epoch"] + 1  # saved at the end of epoch index `epoch`
+    steps_per_epoch = before["global_step"] // epochs
+    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(default_run),
+               "--trainer.max_epochs", str(epochs + 1), "--ckpt_path", "last", "--trainer.enable_progress_bar", "false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
+    after = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
+    # exactly one more epoch: it continued from the saved step rather than starting over
+    assert after["epoch"] == before["epoch"] + 1
+    assert after["global_step"] == before["global_step"] + steps_per_epoch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_validate_and_test_on_a_checkpoint(default_run, command, tmp_path):
+    proc = cli(command, "--config", "lightning_config.yaml", "--ckpt_path", str(default_run / "checkpoints" / "last.ckpt"),
+               "--trainer.default_root_dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    split = "val" if command == "validate" else "test"
+    line = next(l for l in proc.stdout.splitlines() if f"{split}/acc " in l or l.strip().startswith(f"{split}/acc "))
+    assert float(line.split()[-1]) >= 0.97
+
+
+def test_fast_dev_run(tmp_path):
+    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true",
+               "--trainer.default_root_dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_print_config_round_trips(tmp_path):
+    first = cli("fit", "--config", "lightning_config.yaml", "--model.optimizer.lr", "0.02", "--print_config")
+    assert first.returncode == 0, first.stderr
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(first.stdout)
+    second = cli("fit", "--config", str(saved), "--print_config")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout and "lr: 0.02" in first.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz"),
+    (["--trainer.max_epochs", "three"], "trainer.max_epochs"),
+    (["--model.arch", "architectures/nope.yaml"], "architecture file not found: architectures/nope.yaml"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, words):
+    proc = cli("fit", "--config", "lightning_config.yaml", *args)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_architecture_mistake_reports_its_location(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [1, 16, 16]\nvars: {classes: 10}\nnodes:\n  a: {block: conv, out: 8}\n"
+                   "  b: {block: add, from: [a, input]}\n")
+    proc = cli("fit", "--config", "lightning_config.yaml", "--model.arch", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"{bad}:5:6: node 'b': block 'add' needs equal channels, got 8 and 1"
+
+
+def test_aux_loss_is_main_plus_weighted_aux_by_hand():
+    torch.manual_seed(0)
+    logits, aux1, aux2 = torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5)
+    target = torch.tensor([0, 3, 1, 4])
+    out = TrainOutput(logits, {"aux1": AuxOutput(0.3, aux1), "aux2": AuxOutput(0.5, aux2)})
+    total, parts = classification_loss(out, target)
+
+    def ce(z):  # cross-entropy written out
+        return (-(z.log_softmax(1))[torch.arange(4), target]).mean()
+
+    assert torch.allclose(total, ce(logits) + 0.3 * ce(aux1) + 0.5 * ce(aux2))
+    assert set(parts) == {"main", "aux1", "aux2"} and torch.allclose(parts["aux2"], ce(aux2))
+
+
+def test_soft_targets_from_mixup_work_with_aux_heads():
+    out = TrainOutput(torch.randn(2, 3), {"aux": AuxOutput(0.3, torch.randn(2, 3))})
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.5, 0.5]])
+    total, _ = classification_loss(out, soft)
+    expected = F.cross_entropy(out.logits, soft) + 0.3 * F.cross_entropy(out.aux["aux"].logits, soft)
+    assert torch.allclose(total, expected)
+
+
+@pytest.mark.parametrize("name, t, expected", [
+    ("cosine", 0, 0.1), ("cosine", 10, 1.0), ("cosine", 60, 0.5), ("cosine", 110, 0.0),
+    ("step", 45, 0.1), ("multistep", 95, 0.001), ("onecycle", 33, 1.0),
+])
+def test_schedules_with_warmup(name, t, expected):
+    cfg = SchedulerConfig(name=name, warmup=10 if name == "cosine" else 0, step_size=30)
+    assert lr_factor(cfg, t, 110) == pytest.approx(expected, abs=1e-3)
+
+
+def tiny_arch(tmp_path) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("input: [3, 8, 8]\nvars: {classes: 4}\nnodes:\n  stem: {block: conv, out: 8}\n"
+                    "  body: {block: conv, out: 8}\n  pool: global_pool\n  fc: {block: linear, out: classes}\n")
+    return str(path)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    class Poison(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 5:
+                with torch.no_grad():
+                    module.net.fc.fc.weight.fill_(float("nan"))
+
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=8)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_last=True)
+    trainer = L.Trainer(max_epochs=3, callbacks=[Poison(), ckpt], logger=False, enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 5"):
+        trainer.fit(model, data)
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_transfer_learning_new_classes_freeze_and_lower_lr(tmp_path):
+    arch = tiny_arch(tmp_path)
+    source = ClassifierModule(arch, num_classes=4)
+    weights = tmp_path / "w.pt"
+    torch.save(source.net.state_dict(), weights)
+    model = ClassifierModule(arch, num_classes=7, init_from=str(weights), freeze_until="stem",
+                             pretrained_lr_scale=0.1)
+    assert torch.equal(model.net.body.conv.weight, source.net.body.conv.weight)  # pretrained part loaded
+    assert model.net.fc.fc.out_features == 7  # new classifier, left at its initialisation
+    assert not any(p.requires_grad for p in model.net.stem.parameters())
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, limit_train_batches=1,
+                        limit_val_batches=0)
+    data = SyntheticDataModule(num_classes=7, input_shape=(3, 8, 8), train_size=16, batch_size=8)
+    trainer.fit(model, data)
+    lrs = sorted({g["initial_lr"] for g in trainer.optimizers[0].param_groups})  # before the schedule
+    assert len(lrs) == 2 and lrs[0] == pytest.approx(lrs[1] * 0.1)
+    assert torch.equal(model.net.stem.conv.weight, source.net.stem.conv.weight)  # frozen: unchanged
+
+
+def test_ema_weights_are_used_for_evaluation(tmp_path):
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4, ema_decay=0.5)
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=32, batch_size=8)
+    L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False).fit(model, data)
+    model.eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(model(x), model.ema.module(x))
+    assert not torch.allclose(model(x), model.net(x))
