@@ -132,7 +132,10 @@ class PythonBlock:
         except (RuntimeError, ValueError, IndexError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             shapes = " and ".join(format_shape(s) for s in in_shapes)
-            raise ArchError(f"block '{_block_name(self.cls)}' cannot take input {shapes}: {reason}", loc, node) from None
+            small = "too small" in reason or "greater than actual input size" in reason
+            prefix = "spatial size shrinks to zero: " if small else ""
+            raise ArchError(f"{prefix}block '{_block_name(self.cls)}' cannot take input {shapes}: {reason}",
+                            loc, node) from None
         params = sum(p.numel() for p in module.parameters())
         return kwargs, out_shape, params, counter.get_total_flops() // 4  # batch 2, 2 flops per MAC
 
@@ -356,14 +359,14 @@ def load_document(source: str | Path | Mapping, chain: tuple[str, ...] = ()) -> 
     """Load an architecture (file path or mapping), following ``extends:`` and merging."""
     if isinstance(source, Mapping):
         text = yaml.safe_dump(_plain(source), sort_keys=False)
-        doc, base = load_yaml_text(text, "<mapping>"), Path.cwd()
+        doc, base, file = load_yaml_text(text, "<mapping>"), Path.cwd(), "<mapping>"
     else:
         path = Path(source)
-        doc, base = load_yaml_file(path), path.parent
+        doc, base, file = load_yaml_file(path), path.parent, str(path)
         chain = chain + (str(path.resolve()),)
     if not isinstance(doc, dict):
         raise ArchError(f"an architecture file must be a mapping with 'input' and 'nodes', got {describe(doc)}",
-                        getattr(doc, "loc", None))
+                        getattr(doc, "loc", None) or Loc(file, 1, 1))
     _check_keys(doc, TOP_KEYS, "architecture")
     if "extends" not in doc:
         return doc
@@ -426,6 +429,16 @@ def _set(target: LocDict, key, value, source: LocDict) -> None:
 def plan_model(source: str | Path | Mapping, input_shape: tuple[int, ...] | None = None, device: str = "meta",
                **var_overrides: Any) -> ModelPlan:
     """Validate an architecture and compute every node's shape, parameters and MACs (no weights)."""
+    try:
+        return _plan_model(source, input_shape, device, **var_overrides)
+    except ArchError as err:  # every message names a place, at worst the top of the file
+        file = "<mapping>" if isinstance(source, Mapping) else str(source)
+        if err.loc is None and (isinstance(source, Mapping) or Path(source).is_file()):
+            raise err.at(Loc(file, 1, 1)) from None
+        raise
+
+
+def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     doc = load_document(source)
     file = str(source) if not isinstance(source, Mapping) else "<mapping>"
     file_scope = Scope()
@@ -466,6 +479,9 @@ def plan_model(source: str | Path | Mapping, input_shape: tuple[int, ...] | None
                         doc.loc_of("input"))
     if "nodes" not in doc:
         raise ArchError("the file needs 'nodes': a mapping of node name to node", doc.loc)
+    if not isinstance(doc["nodes"], dict) or not doc["nodes"]:
+        raise ArchError(f"'nodes' must be a mapping of node name to node, got {describe(doc['nodes'])}",
+                        doc.loc_of("nodes"))
 
     ctx = _Context(file_scope, composites, defaults, device)
     graph = plan_graph(doc["nodes"], shape, file_scope, ctx, "", doc)

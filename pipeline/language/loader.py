@@ -114,7 +114,12 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
     """Parse YAML text safely into LocDict/LocList/scalars; errors become ArchError with a location."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise ArchError(f"file is larger than {MAX_FILE_BYTES // 1024} KiB", Loc(file, 1, 1))
-    loader = _make_loader(file)(text)
+    try:
+        loader = _make_loader(file)(text)
+    except yaml.reader.ReaderError as err:  # a control character: say where it is
+        before = text[: err.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        raise ArchError(f"invalid YAML: unacceptable character {err.character!r}", Loc(file, line, col)) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -140,7 +145,7 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
         loc = _loc(file, mark) if mark else Loc(file, 1, 1)
         raise ArchError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as err:
-        raise ArchError(f"invalid YAML: {err}", Loc(file, 1, 1)) from None
+        raise ArchError(f"invalid YAML: {' '.join(str(err).split())}", Loc(file, 1, 1)) from None
     except RecursionError:
         raise ArchError("the document is nested too deeply", Loc(file, 1, 1)) from None
     finally:

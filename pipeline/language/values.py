@@ -302,8 +302,8 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
         if tp is int:
             if isinstance(value, float):
                 if not value.is_integer():
-                    shown = raw if isinstance(raw, str) else value
-                    raise ArchError(f"{what}: expected an integer, got {shown!s} = {value:g}", loc)
+                    shown = f"{raw} = {value:g}" if isinstance(raw, str) else f"{value:g}"
+                    raise ArchError(f"{what}: expected an integer, got {shown}", loc)
                 value = int(value)
             return value
         return float(value)
