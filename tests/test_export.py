@@ -47,3 +47,24 @@ def test_export_matches_pytorch_and_drops_aux_heads(fmt, weights, tmp_path):
         assert not [k for k in loaded.state_dict() if k.startswith("aux")]
         actual = loaded(x).detach().numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.slow
+def test_readme_import_then_export_commands(tmp_path):
+    """The README's two commands, verbatim, in a folder that has the zoo and (offline) a local .pth."""
+    (tmp_path / "architectures").symlink_to(ROOT / "architectures")
+    import torchvision
+
+    run = lambda command, *extra: subprocess.run([sys.executable, "-m", "pipeline", *command.split()[3:], *extra],  # noqa: E731
+                                                 capture_output=True, text=True, cwd=tmp_path)
+    imported = run("python -m pipeline import-weights torchvision:resnet50 architectures/resnet50.yaml -o resnet50.pt")
+    if imported.returncode != 0:  # offline: the one-line error says how to proceed; do that
+        assert imported.returncode == 2 and "--from-file" in imported.stderr
+        torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50.pth")
+        imported = run("python -m pipeline import-weights torchvision:resnet50 architectures/resnet50.yaml -o resnet50.pt",
+                       "--from-file", "resnet50.pth")
+    assert imported.returncode == 0, imported.stderr
+    exported = run("python -m pipeline export architectures/resnet50.yaml --weights resnet50.pt --format onnx -o resnet50.onnx")
+    assert exported.returncode == 0, exported.stderr
+    session = onnxruntime.InferenceSession(str(tmp_path / "resnet50.onnx"))
+    assert session.run(None, {"input": np.zeros((1, 3, 224, 224), np.float32)})[0].shape == (1, 1000)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd)
 
 
+def readme(command: str, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run a command exactly as the README shows it, with its run folder moved to ``root``."""
+    args = shlex.split(command.replace("runs/digits", str(root)))[3:]
+    return cli(*args, "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra)
+
+
 def metrics(root: Path) -> list[dict]:
     files = sorted(root.glob("version_*/metrics.csv"))
     assert files, f"no metrics.csv under {root}"
@@ -40,8 +47,7 @@ def column(rows: list[dict], name: str) -> list[float]:
 def default_run(tmp_path_factory):
     """The README's main job, run in full: fit --config lightning_config.yaml."""
     root = tmp_path_factory.mktemp("digits")
-    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(root),
-               "--trainer.enable_progress_bar", "false")
+    proc = readme("python -m pipeline fit --config lightning_config.yaml", root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root
 
@@ -64,8 +70,8 @@ def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run):
     before = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
     epochs = before["epoch"] + 1  # saved at the end of epoch index `epoch`
     steps_per_epoch = before["global_step"] // epochs
-    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(default_run),
-               "--trainer.max_epochs", str(epochs + 1), "--ckpt_path", "last", "--trainer.enable_progress_bar", "false")
+    proc = readme("python -m pipeline fit --config lightning_config.yaml --ckpt_path last", default_run,
+                  "--trainer.max_epochs", str(epochs + 1))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
     after = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -75,12 +81,14 @@ def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["validate", "test"])
-def test_validate_and_test_on_a_checkpoint(default_run, command, tmp_path):
-    proc = cli(command, "--config", "lightning_config.yaml", "--ckpt_path", str(default_run / "checkpoints" / "last.ckpt"),
-               "--trainer.default_root_dir", str(tmp_path))
+@pytest.mark.parametrize("command", [
+    "python -m pipeline validate --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
+    "python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
+])
+def test_validate_and_test_on_a_checkpoint(default_run, command):
+    proc = readme(command, default_run)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    split = "val" if command == "validate" else "test"
+    split = "val" if " validate " in command else "test"
     line = next(l for l in proc.stdout.splitlines() if f"{split}/acc " in l or l.strip().startswith(f"{split}/acc "))
     assert float(line.split()[-1]) >= 0.97
 
@@ -91,8 +99,25 @@ def test_fast_dev_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_overrides_reach_the_model(tmp_path):
+    proc = readme("python -m pipeline fit --config lightning_config.yaml --trainer.max_epochs 3 --model.optimizer.lr 0.05",
+                  tmp_path, "--print_config")
+    assert proc.returncode == 0, proc.stderr
+    assert "max_epochs: 3" in proc.stdout and "lr: 0.05" in proc.stdout
+
+
+@pytest.mark.slow
+def test_readme_transfer_learning_command(default_run, tmp_path):
+    command = "python -m pipeline fit --config lightning_config.yaml --model.init_from runs/digits/checkpoints/last.ckpt --model.freeze_until pool1 --model.pretrained_lr_scale 0.1"  # noqa: E501
+    proc = cli(*shlex.split(command.replace("runs/digits", str(default_run)))[3:], "--trainer.max_epochs", "1",
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert max(column(metrics(tmp_path), "val/acc")) >= 0.95  # starts from the trained weights
+
+
 def test_print_config_round_trips(tmp_path):
-    first = cli("fit", "--config", "lightning_config.yaml", "--model.optimizer.lr", "0.02", "--print_config")
+    first = cli(*shlex.split("python -m pipeline fit --config lightning_config.yaml --print_config")[3:],
+                "--model.optimizer.lr", "0.02")
     assert first.returncode == 0, first.stderr
     saved = tmp_path / "resolved.yaml"
     saved.write_text(first.stdout)
