@@ -230,3 +230,19 @@ def test_ema_weights_are_used_for_evaluation(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(model(x), model.ema.module(x))
     assert not torch.allclose(model(x), model.net(x))
+
+
+def test_help_texts_come_from_the_docstrings():
+    proc = cli("fit", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "architecture file (e.g. ``architectures/resnet18.yaml``)" in text
+    assert "--model.optimizer.lr" in text and "base learning rate" in text
+    assert "--model.scheduler.name" in text
+
+
+@pytest.mark.slow
+def test_predict_on_a_checkpoint(default_run, tmp_path):
+    proc = cli("predict", "--config", "lightning_config.yaml", "--ckpt_path", str(default_run / "checkpoints" / "last.ckpt"),
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -77,13 +77,14 @@ class ClassifierModule(L.LightningModule):
     """
 
     def __init__(self, arch: str, num_classes: int | None = None, vars: dict[str, Any] | None = None,
-                 input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig | None = None,
-                 scheduler: SchedulerConfig | None = None, label_smoothing: float = 0.0, ema_decay: float = 0.0,
+                 input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig = OptimizerConfig(),
+                 scheduler: SchedulerConfig = SchedulerConfig(), label_smoothing: float = 0.0, ema_decay: float = 0.0,
                  init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
                  pretrained_lr_scale: float = 1.0):
         super().__init__()
-        optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer or OptimizerConfig()
-        scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler or SchedulerConfig()
+        # dicts when reloaded from a checkpoint's hyper-parameters
+        optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
+        scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
         # plain values only, so checkpoints load with weights_only=True
         self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
                                    "input_shape": list(input_shape) if input_shape else None,
