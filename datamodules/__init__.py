@@ -2,6 +2,10 @@
 from .base import ImageDataModule
 from .digits import DigitsDataModule
 from .errors import DataError
+from .folder import ImageFolderDataModule, verify_image_folder
+from .standard import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule
 from .synthetic import SyntheticDataModule
 
-__all__ = ["DataError", "DigitsDataModule", "ImageDataModule", "SyntheticDataModule"]
+__all__ = ["CIFAR100DataModule", "CIFAR10DataModule", "DataError", "DigitsDataModule", "FashionMNISTDataModule",
+           "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "SyntheticDataModule",
+           "verify_image_folder"]

@@ -1,0 +1,238 @@
+"""Your own images: an ImageNet-style folder, robust to the bad files real folders contain."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset
+
+from .base import ImageDataModule
+from .errors import DataError
+from .transforms import Spec, pipeline
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def decode(path: str | Path, channels: int) -> np.ndarray:
+    """An image file as uint8 (H, W, channels): grey, RGB, RGBA, palette, CMYK and 16-bit converted.
+
+    Raises ``OSError``/``ValueError`` for unreadable, truncated or non-image files.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()  # decodes fully: a truncated file fails here, not later
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the top 8 bits
+                array = np.asarray(image, dtype=np.uint32) >> 8
+                image = Image.fromarray(array.clip(0, 255).astype(np.uint8), "L")
+            image = image.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_images(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    items = []
+    for index, name in enumerate(classes):
+        folder = root / name
+        if folder.is_dir():
+            items += [(p, index) for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    return items
+
+
+def verify_image_folder(root: str | Path, channels: int = 3) -> list[tuple[str, str]]:
+    """Every offending path under ``root`` with the reason: undecodable or truncated images,
+    non-image files, zero-byte files, unreadable files and empty class folders."""
+    root = Path(root)
+    problems: list[tuple[str, str]] = []
+    splits = [root / s for s in ("train", "val") if (root / s).is_dir()] or [root]
+    for split in splits:
+        for folder in class_folders(split):
+            files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+            if not files:
+                problems.append((str(folder), "empty class folder"))
+            for path in files:
+                reason = check_file(path, channels)
+                if reason:
+                    problems.append((str(path), reason))
+    return problems
+
+
+def check_file(path: Path, channels: int) -> str | None:
+    if path.suffix.lower() not in EXTENSIONS:
+        return f"not an image file extension ({path.suffix or 'none'})"
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        decode(path, channels)
+    except PermissionError:
+        return "unreadable (permission denied)"
+    except UnidentifiedImageError:
+        return "not an image (cannot identify the format)"
+    except (OSError, ValueError, Image.DecompressionBombWarning) as err:
+        return f"cannot decode: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    return None
+
+
+class FolderDataset(Dataset):
+    """Decodes on demand (or from the in-memory cache); a bad file becomes a marker, not a crash,
+    so the main process can report it by name or skip it."""
+
+    def __init__(self, items: list[tuple[Path, int]], transform, channels: int, mean, std,
+                 cache: dict[int, np.ndarray] | None = None):
+        self.items, self.transform, self.channels, self.cache = items, transform, channels, cache or {}
+        self.mean, self.std = np.array(mean, np.float32), np.array(std, np.float32)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        path, label = self.items[index]
+        try:
+            image = self.cache[index] if index in self.cache else decode(path, self.channels)
+        except (OSError, ValueError, Image.DecompressionBombWarning) as err:
+            return None, label, f"{path}: cannot decode image ({str(err).splitlines()[0] if str(err) else 'error'})"
+        image = self.transform(image=image)["image"]
+        if image.ndim == 2:
+            image = image[:, :, None]
+        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), label, None
+
+
+def collate(samples):
+    good = [(x, y) for x, y, bad in samples if bad is None]
+    bad = [bad for _, _, bad in samples if bad is not None]
+    images = torch.stack([x for x, _ in good]) if good else torch.empty(0)
+    return images, torch.tensor([y for _, y in good], dtype=torch.int64), bad
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images in ``root/train/<class>/*`` and ``root/val/<class>/*`` (ImageNet layout), or in
+    ``root/<class>/*`` split by a seeded ``val_fraction``.
+
+    Args:
+        root: the dataset folder.
+        image_size: side of the square images the model receives.
+        channels: 1 (grey) or 3 (RGB); every file is converted to it.
+        val_fraction: held-out share when there is no train/val split on disk.
+        batch_size: samples per batch.
+        num_workers: loader worker processes.
+        pin_memory: pin batches in page-locked memory.
+        persistent_workers: keep workers alive between epochs.
+        seed: seed of the split and of the shuffling order.
+        train_transforms: preset (imagenet, googlenet, cifar, none) or list of albumentations transforms.
+        eval_transforms: the same for validation/test (default: resize + centre crop).
+        verify: scan every file before training and stop with a list of the bad ones.
+        skip_bad: skip (and count) files that fail to decode during training instead of stopping.
+        cache_bytes: decode everything once and keep it in memory (uint8) if it fits this budget.
+        mixup: timm Mixup alpha (0 = off).
+        cutmix: timm CutMix alpha (0 = off).
+        label_smoothing: label smoothing of the mixed targets.
+    """
+
+    def __init__(self, root: str, image_size: int = 224, channels: int = 3, val_fraction: float = 0.1,
+                 batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "imagenet",
+                 eval_transforms: Spec = None, verify: bool = False, skip_bad: bool = False,
+                 cache_bytes: int = 512 * 2**20, mixup: float = 0.0, cutmix: float = 0.0,
+                 label_smoothing: float = 0.0):
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms,
+                         eval_transforms if eval_transforms is not None else "imagenet", mixup, cutmix,
+                         label_smoothing)
+        self.root, self.image_size, self.channels = Path(root), image_size, channels
+        if channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3, got {channels}")
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: image folder not found")
+        self.split_on_disk = (self.root / "train").is_dir()
+        self._classes = [p.name for p in class_folders(self.root / "train" if self.split_on_disk else self.root)]
+        if not self._classes:
+            raise DataError(f"{self.root}: no class folders (expected {self.root}/<class>/* or "
+                            f"{self.root}/train/<class>/*)")
+        self.val_fraction, self.verify, self.skip_bad, self.cache_bytes = val_fraction, verify, skip_bad, cache_bytes
+        self.items: dict[str, list[tuple[Path, int]]] = {}
+        self.cache: dict[str, dict[int, np.ndarray]] = {}
+        self.skipped = 0
+        self.mean, self.std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+        self.save_hyperparameters()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.items:
+            return
+        if self.verify:
+            problems = verify_image_folder(self.root, self.channels)
+            if problems:
+                lines = "\n".join(f"{path}: {reason}" for path, reason in problems)
+                raise DataError(f"{len(problems)} bad file(s) in {self.root} (verify):\n{lines}")
+        if self.split_on_disk:
+            self.items["train"] = list_images(self.root / "train", self._classes)
+            self.items["val"] = list_images(self.root / "val", self._classes)
+        else:
+            items = list_images(self.root, self._classes)
+            order = np.random.default_rng(self.seed).permutation(len(items))
+            cut = int(round(len(items) * self.val_fraction))
+            self.items["val"] = [items[i] for i in sorted(order[:cut])]
+            self.items["train"] = [items[i] for i in sorted(order[cut:])]
+        if not self.items["train"]:
+            raise DataError(f"{self.root}: no training images found")
+        self.cache = {split: self._cached(items) for split, items in self.items.items()}
+
+    def _cached(self, items: list[tuple[Path, int]]) -> dict[int, np.ndarray]:
+        """Decode once when the decoded images fit the budget (sizes read from the headers only)."""
+        total = 0
+        for path, _ in items:
+            try:
+                with Image.open(path) as image:
+                    total += image.width * image.height * self.channels
+            except (OSError, ValueError):
+                continue
+            if total > self.cache_bytes:
+                return {}
+        cache = {}
+        for index, (path, _) in enumerate(items):
+            try:
+                cache[index] = decode(path, self.channels)
+            except (OSError, ValueError, Image.DecompressionBombWarning):
+                pass  # reported (or skipped) when the loader reaches it
+        return cache
+
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
+        spec = self.train_spec if split == "train" else self.eval_spec
+        dataset = FolderDataset(self.items[split], pipeline(spec, self.image_size, split == "train"), self.channels,
+                                self.mean, self.std, self.cache.get(split))
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("val", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, targets, bad = batch
+        if bad:
+            if not self.skip_bad:
+                raise DataError(f"{bad[0]}; set skip_bad=true to skip such files, or verify=true to list them all")
+            self.skipped += len(bad)
+            rank_zero_warn(f"skipped {len(bad)} bad file(s) ({self.skipped} so far): {'; '.join(bad)}")
+        return super().on_after_batch_transfer((images, targets), dataloader_idx)
