@@ -11,22 +11,25 @@ from torch.utils.data import DataLoader, Dataset
 from .transforms import Spec, pipeline
 
 
-class ArrayDataset(Dataset):
-    """Images held as one uint8 array (N, H, W, C); augmented, normalised and made CHW per item."""
+def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
+    """HWC uint8 (or HW) -> CHW uint8 tensor. Batches stay uint8 until they reach the device: a
+    quarter of the bytes through the worker queues, and normalisation runs there (on the GPU)."""
+    if image.ndim == 2:  # albumentations drops a single channel axis in some transforms
+        image = image[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform, mean: np.ndarray, std: np.ndarray):
+
+class ArrayDataset(Dataset):
+    """Images held as one uint8 array (N, H, W, C); augmented and made CHW per item."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
         self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
-        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.transform(image=self.images[index])["image"]
-        if image.ndim == 2:  # albumentations drops a single channel axis in some transforms
-            image = image[:, :, None]
-        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), int(self.labels[index])
+        return to_chw_uint8(self.transform(image=self.images[index])["image"]), int(self.labels[index])
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -35,8 +38,10 @@ class ImageDataModule(L.LightningDataModule):
     Subclasses fill ``self.splits`` in ``setup`` with ``{"train"|"val"|"test": (images, labels)}``
     (uint8 NHWC arrays) and define ``num_classes``, ``input_shape`` and ``class_names``.
 
-    Batches are ``(images, targets)``: float32 NCHW normalised images and int64 class indices, or,
-    in training with ``mixup``/``cutmix`` > 0, soft targets of shape (N, num_classes) summing to one.
+    Loaders yield ``(images, targets)`` with uint8 NCHW images; once on the device (Lightning's
+    ``on_after_batch_transfer``) they become float32, normalised with the dataset's statistics.
+    Targets are int64 class indices, or, in training with ``mixup``/``cutmix`` > 0, soft targets of
+    shape (N, num_classes) summing to one.
     """
 
     mean: tuple[float, ...] = (0.5,)
@@ -72,8 +77,7 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = self.splits[split]
         size = self.input_shape[1]
         spec = self.train_spec if split == "train" else self.eval_spec
-        return ArrayDataset(images, labels, pipeline(spec, size, split == "train"),
-                            np.array(self.mean), np.array(self.std))
+        return ArrayDataset(images, labels, pipeline(spec, size, split == "train"))
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)  # seeded, reproducible order
@@ -95,7 +99,18 @@ class ImageDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     # -- Mixup / CutMix (timm's implementation), training batches only --------------------------
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW -> float32, scaled to [0, 1] and standardised with the dataset's statistics."""
+        if images.dtype != torch.uint8:
+            return images
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, device=images.device).view(shape)
+        std = torch.tensor(self.std, device=images.device).view(shape)
+        return (images.float() / 255.0 - mean) / std
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, targets = batch[0], batch[1]
+        batch = (self.normalize(images), targets)
         if not (self.trainer and self.trainer.training) or not (self.mixup_alpha or self.cutmix_alpha):
             return batch
         if self._mix is None:

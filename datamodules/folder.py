@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from .base import ImageDataModule
+from .base import ImageDataModule, to_chw_uint8
 from .errors import DataError
 from .transforms import Spec, pipeline
 
@@ -87,10 +87,9 @@ class FolderDataset(Dataset):
     """Decodes on demand (or from the in-memory cache); a bad file becomes a marker, not a crash,
     so the main process can report it by name or skip it."""
 
-    def __init__(self, items: list[tuple[Path, int]], transform, channels: int, mean, std,
+    def __init__(self, items: list[tuple[Path, int]], transform, channels: int,
                  cache: dict[int, np.ndarray] | None = None):
         self.items, self.transform, self.channels, self.cache = items, transform, channels, cache or {}
-        self.mean, self.std = np.array(mean, np.float32), np.array(std, np.float32)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,17 +100,13 @@ class FolderDataset(Dataset):
             image = self.cache[index] if index in self.cache else decode(path, self.channels)
         except (OSError, ValueError, Image.DecompressionBombWarning) as err:
             return None, label, f"{path}: cannot decode image ({str(err).splitlines()[0] if str(err) else 'error'})"
-        image = self.transform(image=image)["image"]
-        if image.ndim == 2:
-            image = image[:, :, None]
-        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), label, None
+        return to_chw_uint8(self.transform(image=image)["image"]), label, None
 
 
 def collate(samples):
     good = [(x, y) for x, y, bad in samples if bad is None]
     bad = [bad for _, _, bad in samples if bad is not None]
-    images = torch.stack([x for x, _ in good]) if good else torch.empty(0)
+    images = torch.stack([x for x, _ in good]) if good else torch.empty(0, dtype=torch.uint8)
     return images, torch.tensor([y for _, y in good], dtype=torch.int64), bad
 
 
@@ -220,7 +215,7 @@ class ImageFolderDataModule(ImageDataModule):
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         spec = self.train_spec if split == "train" else self.eval_spec
         dataset = FolderDataset(self.items[split], pipeline(spec, self.image_size, split == "train"), self.channels,
-                                self.mean, self.std, self.cache.get(split))
+                                self.cache.get(split))
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=collate,
                           generator=torch.Generator().manual_seed(self.seed))

@@ -81,7 +81,10 @@ def test_digits_split_is_fixed_and_stratified():
     assert len(a.splits["train"][0]) + len(a.splits["val"][0]) == 1797
     assert a.input_shape == (1, 16, 16) and a.num_classes == 10
     x, y = next(iter(a.val_dataloader()))
-    assert x.shape == (64, 1, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert x.shape == (64, 1, 16, 16) and x.dtype == torch.uint8 and y.dtype == torch.int64  # uint8 until the device
+    z, y2 = a.on_after_batch_transfer((x, y), 0)
+    assert z.dtype == torch.float32 and torch.equal(y2, y)
+    assert torch.allclose(z, (x.float() / 255 - 0.3) / 0.4)
 
 
 def test_mnist_and_fashion_read_a_local_copy(mnist_root):
