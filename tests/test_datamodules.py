@@ -262,9 +262,11 @@ def test_fit_through_the_cli_on_an_image_folder(folder, tmp_path):
     arch = tmp_path / "net.yaml"
     arch.write_text("input: [3, 16, 16]\nvars: {classes: 10}\nnodes:\n  c: {block: conv, out: 8}\n  p: global_pool\n"
                     "  fc: {block: linear, out: classes}\n")
+    command = "python -m pipeline fit --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --model.arch architectures/resnet18.yaml"  # noqa: E501  (README)
+    args = command.replace("my_images", str(folder)).split()[3:]
+    # the README's command, on a tiny net and images so that it runs in seconds
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "fit", "--config", "lightning_config.yaml", "--model.arch", str(arch),
-         "--data", "datamodules.ImageFolderDataModule", "--data.root", str(folder), "--data.image_size", "16",
+        [sys.executable, "-m", "pipeline", *args, "--model.arch", str(arch), "--data.image_size", "16",
          "--data.batch_size", "4", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
          "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
