@@ -56,6 +56,10 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _add_var(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own default prints the usage too)
         raise UsageError(f"{self.prog}: {message}")
@@ -66,7 +70,7 @@ def summary(argv: list[str]) -> int:
                      description="Print every node of an architecture with its output shape, parameters and MACs.")
     parser.add_argument("file", help="architecture YAML file")
     parser.add_argument("--input", help="input shape C,H,W (or C,L) replacing the file's 'input'")
-    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+    _add_var(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
     args = parser.parse_args(argv)
@@ -99,7 +103,7 @@ def import_weights(argv: list[str]) -> int:
     parser.add_argument("arch", help="architecture YAML file of the same network")
     parser.add_argument("-o", "--output", required=True, help="where to write the converted state dict (.pt)")
     parser.add_argument("--from-file", help="read the torchvision state dict from this file instead of downloading")
-    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+    _add_var(parser)
     args = parser.parse_args(argv)
     source, _, name = args.reference.partition(":")
     if source != "torchvision" or not name:
@@ -123,7 +127,7 @@ def export(argv: list[str]) -> int:
     parser.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     parser.add_argument("-o", "--output", required=True, help="file to write")
     parser.add_argument("--input", help="input shape C,H,W replacing the file's 'input'")
-    parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
+    _add_var(parser)
     args = parser.parse_args(argv)
     from .convert import ConversionError, load_converted, load_state_file
     from .export import export as write
