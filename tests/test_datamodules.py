@@ -272,3 +272,14 @@ def test_fit_through_the_cli_on_an_image_folder(folder, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ImageFolderDataModule"]["class_names"] == ["cat", "dog", "fox"]
+
+
+def test_verify_flag_through_the_cli_lists_bad_files_and_exits_2(bad_folder, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "fit", "--config", "lightning_config.yaml", "--data",
+         "datamodules.ImageFolderDataModule", "--data.root", str(bad_folder), "--data.verify", "true",
+         "--trainer.default_root_dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()[-6:]  # after Lightning's own start-up lines
+    assert lines[0].startswith("5 bad file(s)")
+    assert any(l.startswith(str(bad_folder / "a" / "zero.png")) for l in lines)

@@ -246,3 +246,9 @@ def test_predict_on_a_checkpoint(default_run, tmp_path):
     proc = cli("predict", "--config", "lightning_config.yaml", "--ckpt_path", str(default_run / "checkpoints" / "last.ckpt"),
                "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
+    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true", "--trainer.precision",
+               "bf16-mixed", "--trainer.gradient_clip_val", "1.0", "--trainer.default_root_dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
