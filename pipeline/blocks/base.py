@@ -163,8 +163,9 @@ class NormActConv(Block):
         if padding is None:
             padding = dilation * (kernel - 1) // 2
         self.norm = norm_layer(norm, in_channels, nd, norm_eps)
-        # not in place: the input of a pre-activation unit is also its shortcut
-        self.act = act_layer(act, inplace=False)
+        # in place only after a real norm (a fresh tensor): without one, the input - which a
+        # pre-activation unit also uses as its shortcut - would be overwritten
+        self.act = act_layer(act, inplace=norm != "none")
         self.conv = conv_layer(nd)(in_channels, out_channels, kernel, stride, padding, dilation, groups, bias=bias)
         self.out_channels = out_channels
 
