@@ -149,14 +149,19 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, 
                                                 "export": export}
 
 
+TRAINING = ("fit", "validate", "test", "predict")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     try:
         if argv[0] in TOOLS:
             return TOOLS[argv[0]](argv[1:])
+        if argv[0] not in TRAINING and not argv[0].startswith("-"):
+            raise UsageError(f"unknown command '{argv[0]}'; commands: {', '.join([*TRAINING, *TOOLS])}")
         from .training.cli import run_lightning  # imported lazily: Lightning is slow to import
 
         return run_lightning(argv)
