@@ -12,6 +12,7 @@ overhead). Options add torch.compile, channels_last and bf16 autocast variants o
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import sys
@@ -153,12 +154,12 @@ def main() -> None:
             a, b = ab(make(ours, x), make(ref, x), args.iters, args.rounds, batch)
             print(f"| {name} | {size} | {batch} | {mode} | {a:.1f} | {b:.1f} | {a / b:.3f} |", flush=True)
             for v in args.variants:
-                model, xv, bf16 = variant(ours, v, x)
+                # a separate copy: .to(memory_format=...) converts a module in place
+                model, xv, bf16 = variant(copy.deepcopy(ours), v, x)
                 fn = train_step_fn(model, xv, y, bf16) if mode == "train" else infer_fn(model, xv, bf16)
-                a2, a1 = ab(fn, make(ours.to(memory_format=torch.contiguous_format), x), args.iters, args.rounds, batch)
+                a2, a1 = ab(fn, make(ours, x), args.iters, args.rounds, batch)
                 print(f"| {name} {v} | {size} | {batch} | {mode} | {a2:.1f} | {a1:.1f} (ours eager fp32) | "
                       f"{a2 / a1:.3f} |", flush=True)
-                ours = ours.to(memory_format=torch.contiguous_format)
 
 
 if __name__ == "__main__":
