@@ -24,7 +24,11 @@ class SyntheticDataModule(ImageDataModule):
         super().__init__(batch_size, num_workers, seed=seed)
         self._num_classes, self._input_shape = num_classes, tuple(input_shape)
         self.train_size, self.val_size = train_size, val_size
-        self.save_hyperparameters()
+        # the shape as a list, as ClassifierModule stores it: Lightning refuses to merge hparams that
+        # differ between module and data, and a tuple != a list
+        self.save_hyperparameters({"num_classes": num_classes, "input_shape": list(self._input_shape),
+                                   "train_size": train_size, "val_size": val_size, "batch_size": batch_size,
+                                   "num_workers": num_workers, "seed": seed})
 
     @property
     def num_classes(self) -> int:

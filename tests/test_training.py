@@ -252,3 +252,16 @@ def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
     proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true", "--trainer.precision",
                "bf16-mixed", "--trainer.gradient_clip_val", "1.0", "--trainer.default_root_dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_python_api_with_the_same_input_shape_on_model_and_data(tmp_path):
+    """Lightning merges the module's and the datamodule's hparams for the loggers and refuses values that
+    differ; a tuple on both sides (the natural way to write a shape in Python) must not count as different."""
+    shape = (3, 8, 8)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4, input_shape=shape)
+    data = SyntheticDataModule(num_classes=4, input_shape=shape, train_size=16, batch_size=8)
+    trainer = L.Trainer(max_epochs=1, logger=L.pytorch.loggers.CSVLogger(tmp_path), enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0)
+    trainer.fit(model, data)
+    assert trainer.global_step == 2
+    assert "input_shape" in (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
