@@ -219,7 +219,7 @@ def test_transfer_learning_new_classes_freeze_and_lower_lr(tmp_path):
     trainer.fit(model, data)
     lrs = sorted({g["initial_lr"] for g in trainer.optimizers[0].param_groups})  # before the schedule
     assert len(lrs) == 2 and lrs[0] == pytest.approx(lrs[1] * 0.1)
-    assert torch.equal(model.net.stem.conv.weight, source.net.stem.conv.weight)  # frozen: unchanged
+    assert torch.equal(model.net.conv1.conv.weight, source.net.conv1.conv.weight)  # frozen: unchanged
 
 
 def test_ema_weights_are_used_for_evaluation(tmp_path):
@@ -265,3 +265,36 @@ def test_python_api_with_the_same_input_shape_on_model_and_data(tmp_path):
     trainer.fit(model, data)
     assert trainer.global_step == 2
     assert "input_shape" in (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
+
+
+def test_channels_last_keeps_the_numbers_and_the_layout(tmp_path):
+    torch.manual_seed(0)
+    plain = ClassifierModule(str(ROOT / "architectures" / "resnet20_cifar.yaml"), num_classes=10)
+    nhwc = ClassifierModule(str(ROOT / "architectures" / "resnet20_cifar.yaml"), num_classes=10, channels_last=True)
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32)
+    plain.eval(), nhwc.eval()
+    assert torch.allclose(plain(x), nhwc(x), atol=1e-4)
+    data = SyntheticDataModule(num_classes=10, input_shape=(3, 32, 32), train_size=16, val_size=8, batch_size=8)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(nhwc, data)
+    assert trainer.global_step == 2 and nhwc.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.slow
+def test_compile_option_trains_and_keeps_checkpoint_keys(tmp_path):
+    """--model.compile: the net runs compiled (fullgraph) in both modes; state-dict keys are those of the eager net."""
+    eager = ClassifierModule(tiny_arch(tmp_path), num_classes=4)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4, compile=True)
+    assert list(model.state_dict()) == list(eager.state_dict())
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=16, val_size=8, batch_size=8)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(model, data)
+    assert trainer.global_step == 2
+    eager.load_state_dict(model.state_dict())
+    model.eval(), eager.eval()
+    x = torch.randn(3, 3, 8, 8)
+    assert torch.allclose(model(x), eager(x), atol=1e-5)
+    assert model.net._compiled_call_impl is not None  # the compiled path, not a silent fallback

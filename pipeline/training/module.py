@@ -74,13 +74,18 @@ class ClassifierModule(L.LightningModule):
             weights into a ``timm`` node).
         freeze_until: freeze every node up to and including this one (transfer learning).
         pretrained_lr_scale: learning-rate multiplier of the weights loaded by ``init_from``.
+        channels_last: keep 4-D weights and image batches in channels-last (NHWC) memory format;
+            faster for CNNs on GPUs with mixed precision and on CPUs with oneDNN (see
+            ``docs/BENCHMARKS.md``); numerics are unchanged.
+        compile: run the net through ``torch.compile(fullgraph=True)``; the first steps of each mode
+            (train, eval) are slow while it compiles; checkpoints are unchanged.
     """
 
     def __init__(self, arch: str, num_classes: int | None = None, vars: dict[str, Any] | None = None,
                  input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig = OptimizerConfig(),
                  scheduler: SchedulerConfig = SchedulerConfig(), label_smoothing: float = 0.0, ema_decay: float = 0.0,
                  init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
-                 pretrained_lr_scale: float = 1.0):
+                 pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False):
         super().__init__()
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
@@ -91,7 +96,8 @@ class ClassifierModule(L.LightningModule):
                                    "optimizer": asdict(optimizer), "scheduler": asdict(scheduler),
                                    "label_smoothing": label_smoothing, "ema_decay": ema_decay,
                                    "init_from": init_from, "init_prefix": init_prefix,
-                                   "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale})
+                                   "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
+                                   "channels_last": channels_last, "compile": compile})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
         overrides = dict(vars or {})
         if num_classes is not None:
@@ -108,6 +114,14 @@ class ClassifierModule(L.LightningModule):
             from timm.utils import ModelEmaV3
 
             self.ema = ModelEmaV3(self.net, decay=ema_decay)
+        self.channels_last = channels_last
+        if channels_last:  # only 4-D tensors change; a 1-D net (WaveNet) is left as it is
+            self.net.to(memory_format=torch.channels_last)
+            if self.ema is not None:
+                self.ema.module.to(memory_format=torch.channels_last)
+        if compile:
+            # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
+            self.net.compile(fullgraph=True)
         self.metrics = nn.ModuleDict({
             f"{split}_{name}": MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
             for split in ("val", "test") for name, k in (("acc", 1), ("acc5", 5)) if k <= self.num_classes})
@@ -142,13 +156,16 @@ class ClassifierModule(L.LightningModule):
             module.eval()
 
     # -- steps ----------------------------------------------------------------------------------
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.ema.module if self.ema is not None and not self.training else self.net
-        return net(x)
+        return net(self._layout(x))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, target = batch
-        loss, parts = classification_loss(self.net(images), target, self.label_smoothing)
+        loss, parts = classification_loss(self.net(self._layout(images)), target, self.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                                    "the last good checkpoint is intact: resume from it with a lower learning rate")
