@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import BlockError
 
 Shape = tuple[int, ...]
+MAX_LAYERS = 1000  # layers one block builds from a count argument (DenseNet-264's largest block has 64)
 
 NormKind = Literal["batch", "layer", "instance", "group", "none"]
 ActKind = Literal["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "swish", "mish", "sigmoid",

@@ -7,7 +7,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, NormActConv, NormKind, Shape, spatial_dims
+from .base import MAX_LAYERS, ActKind, Block, NormActConv, NormKind, Shape, spatial_dims
 from .registry import register
 
 
@@ -43,6 +43,8 @@ class Dense(Block):
         super().__init__()
         if layers <= 0 or growth <= 0 or bn_size <= 0:
             raise BlockError(f"'layers', 'growth' and 'bn_size' must be positive, got {layers}, {growth}, {bn_size}")
+        if layers > MAX_LAYERS:
+            raise BlockError(f"'layers' must be at most {MAX_LAYERS}, got {layers}")
         if not 0.0 <= dropout < 1.0:
             raise BlockError(f"'dropout' must be in [0, 1), got {dropout}")
         nd = spatial_dims(in_shape, "dense")

@@ -16,8 +16,9 @@ class DepthwiseSeparable(Block):
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, kernel: int = 3, norm: NormKind = "batch",
                  act: ActKind = "relu", dilation: int = 1):
         super().__init__()
-        if out <= 0 or stride <= 0 or kernel <= 0:
-            raise BlockError(f"'out', 'stride' and 'kernel' must be positive, got {out}, {stride}, {kernel}")
+        if out <= 0 or stride <= 0 or kernel <= 0 or dilation <= 0:
+            raise BlockError(f"'out', 'stride', 'kernel' and 'dilation' must be positive, got {out}, {stride}, "
+                             f"{kernel}, {dilation}")
         nd = spatial_dims(in_shape, "dwsep")
         cin = in_shape[0]
         self.depthwise = ConvNormAct(nd, cin, cin, kernel, stride, dilation=dilation, groups=cin, norm=norm, act=act)
@@ -35,8 +36,9 @@ class InvertedResidual(Block):
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, expand: int = 6, kernel: int = 3,
                  norm: NormKind = "batch", act: ActKind = "relu6"):
         super().__init__()
-        if out <= 0 or stride <= 0 or expand <= 0:
-            raise BlockError(f"'out', 'stride' and 'expand' must be positive, got {out}, {stride}, {expand}")
+        if out <= 0 or stride <= 0 or expand <= 0 or kernel <= 0:
+            raise BlockError(f"'out', 'stride', 'expand' and 'kernel' must be positive, got {out}, {stride}, "
+                             f"{expand}, {kernel}")
         nd = spatial_dims(in_shape, "inverted")
         cin = in_shape[0]
         hidden = cin * expand

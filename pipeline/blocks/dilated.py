@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, spatial_dims
+from .base import MAX_LAYERS, ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, spatial_dims
 from .registry import register
 from .residual import make_shortcut
 
@@ -54,6 +54,9 @@ class GatedLayer(nn.Module):
         return (x if self.residual is None else x + self.residual(h)), self.skip(h)
 
 
+MAX_DILATION = 2**24  # left padding of a WaveNet layer; far beyond any sequence it could read
+
+
 @register("wavenet")
 class WaveNet(Block):
     """``stacks`` x ``layers`` gated causal layers with dilations 1, b, b^2, ... per stack;
@@ -65,6 +68,13 @@ class WaveNet(Block):
         spatial_dims(in_shape, "wavenet", (1,))
         if layers <= 0 or stacks <= 0 or kernel <= 0 or dilation_base <= 0:
             raise BlockError("'layers', 'stacks', 'kernel' and 'dilation_base' must be positive")
+        if (channels is not None and channels <= 0) or (skip is not None and skip <= 0):
+            raise BlockError(f"'channels' and 'skip' must be positive, got {channels}, {skip}")
+        if layers * stacks > MAX_LAYERS:
+            raise BlockError(f"'layers' x 'stacks' must be at most {MAX_LAYERS}, got {layers} x {stacks}")
+        if max(kernel - 1, 1) * dilation_base ** (layers - 1) > MAX_DILATION:
+            raise BlockError(f"the last layer's dilation {dilation_base}^{layers - 1} (times kernel - 1 = "
+                             f"{kernel - 1}) is too large: at most {MAX_DILATION}")
         channels = channels or in_shape[0]
         skip = skip or channels
         self.input = nn.Conv1d(in_shape[0], channels, 1) if channels != in_shape[0] else nn.Identity()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,7 +28,7 @@ from ..blocks.base import format_shape
 from ..errors import ArchError, BlockError, Loc
 from .loader import LocDict, LocList, load_yaml_file, load_yaml_text
 from .model import Graph, GraphNet
-from .values import Binding, Scope, close_matches, describe, resolve, type_hints
+from .values import MAX_MAGNITUDE, Binding, Scope, close_matches, describe, resolve, type_hints
 
 Shape = tuple[int, ...]
 TOP_KEYS = ("name", "description", "extends", "input", "vars", "defaults", "blocks", "nodes", "output", "init")
@@ -35,7 +37,7 @@ COMPOSITE_KEYS = ("description", "params", "nodes", "output")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 RESERVED = {"input"} | {n for n in dir(GraphNet) if not n.startswith("_")}
 MAX_PARAMS = 2_000_000_000  # ~8 GB of fp32 weights: beyond any net this tool is meant for
-MAX_NODES = 100_000
+MAX_NODES = 10_000  # nodes once repeats and composite blocks are expanded; the zoo's largest has < 100
 MAX_REPEAT = 10_000
 MAX_EXTENDS = 16
 
@@ -96,6 +98,8 @@ class _Context:
         self.file_scope, self.composites, self.defaults, self.device = file_scope, composites, defaults, device
         self.params = 0
         self.nodes = 0
+        # (block class, input shapes, arguments) -> (output shape, parameters, MACs): a repeated node is measured once
+        self.measured: dict = {}
         self.stack: list[str] = []  # composites being expanded, to catch recursion
 
     def factory(self, name: str, loc: Loc | None, node: str):
@@ -125,11 +129,14 @@ class PythonBlock:
             elif default is inspect.Parameter.empty:
                 raise ArchError(f"block '{_block_name(self.cls)}' needs argument '{name}'", loc, node)
         shape_in = in_shapes if self.merges else in_shapes[0]
+        key = _measure_key(self.cls, in_shapes, kwargs, ctx.device)
+        if key is not None and key in ctx.measured:
+            return (kwargs, *ctx.measured[key])
         module = _construct(self.cls, shape_in, kwargs, ctx.device, node, loc)
         try:
             with FlopCounterMode(display=False) as counter:
                 out_shape = tuple(int(d) for d in module.out_shape(shape_in))
-        except (RuntimeError, ValueError, IndexError) as err:
+        except (RuntimeError, ValueError, IndexError, OverflowError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             shapes = " and ".join(format_shape(s) for s in in_shapes)
             small = "too small" in reason or "greater than actual input size" in reason
@@ -137,7 +144,10 @@ class PythonBlock:
             raise ArchError(f"{prefix}block '{_block_name(self.cls)}' cannot take input {shapes}: {reason}",
                             loc, node) from None
         params = sum(p.numel() for p in module.parameters())
-        return kwargs, out_shape, params, counter.get_total_flops() // 4  # batch 2, 2 flops per MAC
+        measured = out_shape, params, counter.get_total_flops() // 4  # batch 2, 2 flops per MAC
+        if key is not None:
+            ctx.measured[key] = measured
+        return (kwargs, *measured)
 
     def materialize(self, in_shapes: list[Shape], kwargs: dict) -> nn.Module:
         return self.cls(in_shapes if self.merges else in_shapes[0], **kwargs)
@@ -190,15 +200,39 @@ def _block_name(cls: type) -> str:
     return next((n for n, c in BLOCKS.items() if c is cls), cls.__name__)
 
 
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _hashable(v)) for k, v in value.items())
+    return (type(value), value)  # 1, 1.0 and True are equal, yet not the same argument
+
+
+def _measure_key(cls, in_shapes, kwargs, device):
+    try:
+        key = (cls, tuple(in_shapes), _hashable(sorted(kwargs.items())), device)
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _construct(cls, shape_in, kwargs, device, node, loc):
     try:
-        with torch.device(device):
-            return cls(shape_in, **kwargs)
+        with torch.device(device), warnings.catch_warnings():
+            # a layer with a zero-sized weight: reported below as an error, not as a warning
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+            module = cls(shape_in, **kwargs)
     except BlockError as err:
         raise ArchError(str(err), loc, node) from None
-    except (RuntimeError, ValueError) as err:  # torch's own argument checks
+    except (RuntimeError, ValueError, OverflowError) as err:  # torch's own argument checks
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchError(f"block '{_block_name(cls)}': {reason}", loc, node) from None
+    for name, param in module.named_parameters():
+        if param.numel() == 0:
+            raise ArchError(f"block '{_block_name(cls)}': layer '{name.rsplit('.', 1)[0]}' would have no weights "
+                            f"(shape {format_shape(tuple(param.shape))}); check the block's sizes", loc, node)
+    return module
 
 
 def _check_keys(mapping: LocDict, allowed, what: str) -> None:
@@ -271,6 +305,9 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: _Context, pre
             if any(d <= 0 for d in out_shape):
                 raise ArchError(f"spatial size shrinks to zero: output {format_shape(out_shape)} from input "
                                 f"{' and '.join(format_shape(s) for s in current)}", loc, rep_path)
+            if math.prod(out_shape) > MAX_MAGNITUDE:
+                raise ArchError(f"output {format_shape(out_shape)} has more than 10**15 values per sample",
+                                loc, rep_path)
             ctx.params += rep_params if not prefix else 0
             reps.append((current, rep))
             params, macs, current = params + rep_params, macs + rep_macs, [out_shape]
@@ -320,10 +357,22 @@ def _args(spec: LocDict, block: str, factory, ctx: _Context, scope: Scope, path:
                 continue
             if key not in factory.params:
                 where = source.key_loc(key)
-                raise ArchError(f"block '{block}' has no argument '{key}'{close_matches(key, factory.params)}",
-                                where, path)
+                hint = _quote_hint(source, key) or close_matches(key, factory.params)
+                raise ArchError(f"block '{block}' has no argument '{key}'{hint}", where, path)
             args[key] = Binding(raw, source_scope, source.loc_of(key))
     return args
+
+
+def _quote_hint(mapping: LocDict, key: Any) -> str:
+    """For `{out: max(a, b)}`: YAML split the value at the comma, making 'b)' a key; say to quote it."""
+    def unbalanced(text: str) -> bool:
+        return text.count("(") != text.count(")") or text.count("[") != text.count("]")
+
+    split_value = mapping[key] is None and any(isinstance(v, str) and unbalanced(v) for v in mapping.values())
+    if unbalanced(str(key)) or split_value:
+        return ("; inside {...} YAML splits a value at each comma: quote a value that contains a comma, "
+                "like out: \"make_divisible(w, 8)\"")
+    return ""
 
 
 def _output(owner: LocDict | None, nodes: LocDict, shapes: dict, plans: list[NodePlan], prefix: str) -> str:
@@ -469,6 +518,10 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     defaults = doc.get("defaults") or LocDict()
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
         raise ArchError("'defaults' must map block names to argument mappings", doc.loc_of("defaults"))
+    for name in defaults:
+        if name not in BLOCKS and name not in composites:
+            known = sorted(BLOCKS) + sorted(composites)
+            raise ArchError(f"defaults: unknown block '{name}'{close_matches(name, known)}", defaults.key_loc(name))
 
     if "input" not in doc and input_shape is None:
         raise ArchError("the file needs 'input': the input shape [C, H, W] (or [C, L])", doc.loc)

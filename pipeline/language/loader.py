@@ -17,6 +17,7 @@ from ..errors import ArchError, Loc
 # Nodes in the fully alias-expanded document. The largest zoo file has a few thousand.
 MAX_EXPANDED_NODES = 200_000
 MAX_FILE_BYTES = 1 << 20
+MAX_INT_CHARS = 100  # an integer literal longer than this is no width or depth (and int() refuses > 4300 digits)
 
 
 class LocDict(dict):
@@ -49,6 +50,19 @@ def _loc(file: str, mark: yaml.Mark) -> Loc:
 
 def _make_loader(file: str) -> type:
     class Loader(yaml.SafeLoader):
+        def construct_object(self, node, deep=False):
+            try:
+                return super().construct_object(node, deep=deep)
+            except (ValueError, TypeError, OverflowError) as err:  # e.g. a date 2024-13-01: say where
+                raise ArchError(f"invalid YAML value {node.value!r}: {err}" if isinstance(node, yaml.ScalarNode)
+                                else f"invalid YAML value: {err}", _loc(file, node.start_mark)) from None
+
+        def construct_yaml_int(self, node):
+            if len(str(node.value)) > MAX_INT_CHARS:
+                raise ArchError(f"integer with {len(str(node.value))} characters is out of range",
+                                _loc(file, node.start_mark))
+            return super().construct_yaml_int(node)
+
         def construct_mapping(self, node, deep=False):  # noqa: D401 - PyYAML hook
             if not isinstance(node, yaml.MappingNode):
                 raise ArchError("expected a mapping", _loc(file, node.start_mark))
@@ -81,6 +95,7 @@ def _make_loader(file: str) -> type:
 
     Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: ld.construct_mapping(n))
     Loader.add_constructor("tag:yaml.org,2002:seq", lambda ld, n: ld.construct_sequence(n))
+    Loader.add_constructor("tag:yaml.org,2002:int", lambda ld, n: ld.construct_yaml_int(n))
     return Loader
 
 
@@ -140,6 +155,8 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
         if "could not determine a constructor" in problem:
             problem = problem.replace("could not determine a constructor for the tag", "tag not allowed:")
             problem += " (only plain YAML values are allowed in architecture files)"
+        if "'\\t'" in problem:
+            problem += " (indent with spaces: YAML does not allow a tab here)"
         if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
             problem += " (inside {...} or [...], quote a value that contains [ ] { } or a comma: \"depths[0]\")"
         loc = _loc(file, mark) if mark else Loc(file, 1, 1)

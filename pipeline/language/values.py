@@ -22,7 +22,7 @@ import operator
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ..errors import ArchError, Loc
@@ -31,6 +31,8 @@ _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR_REF = re.compile(r"^\$\{(.*)\}$", re.S)
 MAX_EXPR_CHARS = 300
 MAX_MAGNITUDE = 10**15  # larger numbers are never a sensible width, depth or kernel
+MAX_ROUND_DIGITS = 64  # round(x, n): 10**n is computed, so |n| must stay small
+MAX_LIST_ITEMS = 100_000  # values in one evaluated list, nested lists included
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Binding:
     raw: Any
     scope: "Scope"
     loc: Loc | None
+    # values already resolved, by (type, numeric): a variable read many times is evaluated once
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Scope:
@@ -73,12 +77,54 @@ class Scope:
 
 
 def close_matches(word: str, options) -> str:
-    """' (did you mean 'x'?)' or a list of the options, for error messages."""
+    """' (did you mean 'x'?)' or a list of the options, for error messages ('' when there are none)."""
     options = sorted(str(o) for o in options)
     near = difflib.get_close_matches(str(word), options, n=3, cutoff=0.6)
     if near:
         return " (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)"
-    return f"; known: {', '.join(options)}" if len(options) <= 40 else ""
+    return f"; known: {', '.join(options)}" if 0 < len(options) <= 40 else ""
+
+
+def _undefined(name: str, scope: "Scope") -> str:
+    names = scope.names()
+    if not names:
+        return f"undefined variable '{name}' (no variables are defined here; declare it under 'vars:')"
+    return f"undefined variable '{name}'{close_matches(name, names)}"
+
+
+def show_number(value: int | float) -> str:
+    """A number for a message; one too long to print (Python refuses > 4300 digits) by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"{'-' if value < 0 else ''}a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)
+
+
+def check_number(value: Any) -> str | None:
+    """Why ``value`` (a number) is unusable, or None: infinite, not a number, or beyond MAX_MAGNITUDE."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if abs(value) > MAX_MAGNITUDE:
+        return f"{show_number(value)} is out of range (the magnitude must be at most 10**15)"
+    return None
+
+
+def _list_items(value: Any) -> int:
+    """Number of values in a (nested) list, counting up to just past MAX_LIST_ITEMS."""
+    count, stack = 0, [value]
+    while stack and count <= MAX_LIST_ITEMS:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _round(value: int | float, ndigits: int | None = None) -> int | float:
+    if ndigits is not None and not isinstance(ndigits, bool) and isinstance(ndigits, int) \
+            and abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ValueError(f"the number of digits must be between -{MAX_ROUND_DIGITS} and {MAX_ROUND_DIGITS}, "
+                         f"got {show_number(ndigits)}")
+    return round(value, ndigits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,41 +145,52 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor``, never more than 10% down (MobileNet's rule)."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor <= 0:
+        zero = " (division by zero)" if divisor == 0 else ""
+        raise ValueError(f"the divisor must be a positive integer, got {divisor}{zero}")
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-_FUNCS = {"min": min, "max": max, "round": round, "int": int, "abs": abs, "float": float,
+_FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "float": float,
           "make_divisible": make_divisible}
 
 
 class _Evaluator:
-    def __init__(self, text: str, scope: Scope, loc: Loc | None, stack: tuple):
-        self.text, self.scope, self.loc, self.stack = text, scope, loc, stack
+    def __init__(self, text: str, scope: Scope, loc: Loc | None, stack: tuple, what: str):
+        self.text, self.scope, self.loc, self.stack, self.what = text, scope, loc, stack, what
 
     def fail(self, message: str) -> ArchError:
-        return ArchError(f"in expression '{self.text}': {message}", self.loc)
+        return ArchError(f"{self.what}: in expression '{self.text}': {message}", self.loc)
 
     def run(self) -> Any:
         if len(self.text) > MAX_EXPR_CHARS:
             raise self.fail(f"longer than {MAX_EXPR_CHARS} characters")
         try:
             tree = ast.parse(self.text.replace("$", "").strip(), mode="eval")
-        except SyntaxError:
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             raise self.fail("not a valid arithmetic expression") from None
-        return self.visit(tree.body)
+        try:
+            return self.visit(tree.body)
+        except RecursionError:
+            raise self.fail("nested too deeply") from None
 
     def check(self, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
-                raise self.fail(f"result {value} is out of range")
+                raise self.fail(f"result {show_number(value)} is out of range (the magnitude must be at most 10**15)")
+        elif isinstance(value, complex):  # (-8) ** 0.5
+            raise self.fail("the result is not a real number")
+        elif isinstance(value, list) and _list_items(value) > MAX_LIST_ITEMS:
+            raise self.fail(f"a list of more than {MAX_LIST_ITEMS} values")
         return value
 
     def visit(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             return self.check(node.value)
         if isinstance(node, ast.Name):
-            return self.name(node.id)
+            value = self.name(node.id)
+            return value if isinstance(value, list) else self.check(value)  # lists were checked when built
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             left, right = self.number(node.left), self.number(node.right)
             if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_MAGNITUDE):
@@ -142,7 +199,7 @@ class _Evaluator:
                 return self.check(_BINOPS[type(node.op)](left, right))
             except ZeroDivisionError:
                 raise self.fail("division by zero") from None
-            except OverflowError:
+            except (OverflowError, ValueError):  # float overflow; int ** huge: too many digits to build
                 raise self.fail("result out of range") from None
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return self.check(_UNARY[type(node.op)](self.number(node.operand)))
@@ -157,6 +214,8 @@ class _Evaluator:
                 raise self.fail(f"{node.func.id}() needs numbers")
             try:
                 return self.check(func(*args))
+            except ZeroDivisionError:
+                raise self.fail(f"{node.func.id}(): division by zero") from None
             except (TypeError, ValueError, OverflowError) as err:
                 raise self.fail(f"{node.func.id}(): {err}") from None
         if isinstance(node, ast.Subscript):
@@ -169,7 +228,7 @@ class _Evaluator:
                 raise self.fail(f"index {index} is out of range for a list of {len(seq)}")
             return seq[index]
         if isinstance(node, (ast.List, ast.Tuple)):
-            return [self.visit(e) for e in node.elts]
+            return self.check([self.visit(e) for e in node.elts])
         if isinstance(node, ast.IfExp):  # `2 if i == 0 else 1`: the first block of a stage differs
             return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
         if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
@@ -192,12 +251,23 @@ class _Evaluator:
     def name(self, name: str) -> Any:
         binding = self.scope.lookup(name)
         if binding is None:
-            raise self.fail(f"undefined variable '{name}'{close_matches(name, self.scope.names())}")
+            raise self.fail(_undefined(name, self.scope))
         key = (name, id(binding))
         if key in self.stack:
             raise self.fail(_cycle(self.stack, key))
-        return resolve(binding.raw, Any, binding.scope, binding.loc, f"variable '{name}'",
-                       self.stack + ((name, id(binding)),), numeric=True)
+        return _resolve_binding(binding, Any, binding.loc, f"variable '{name}'", self.stack + (key,), True)
+
+
+def _resolve_binding(binding: Binding, tp: Any, loc: Loc | None, what: str, stack: tuple, numeric: bool) -> Any:
+    """A variable's value, resolved once per (type, context) however often it is read."""
+    try:
+        key = (tp, numeric)
+        hash(key)
+    except TypeError:  # an unhashable type hint: no caching
+        return resolve(binding.raw, tp, binding.scope, loc, what, stack, numeric)
+    if key not in binding.cache:
+        binding.cache[key] = resolve(binding.raw, tp, binding.scope, loc, what, stack, numeric)
+    return binding.cache[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,11 +282,17 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin in (list, tuple):
         args = [a for a in get_args(tp) if a is not Ellipsis]
-        inner = _type_name(args[0]) if args else "value"
+        inner = _plural(args[0]) if args else "values"
         if origin is tuple and Ellipsis not in get_args(tp):
-            return f"a list of {len(args)} {inner}s"
-        return f"a list of {inner}s"
+            return f"a list of {len(args)} {inner}"
+        return f"a list of {inner}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _plural(tp: Any) -> str:
+    """'integers' for int: the items of a list, for messages."""
+    names = {int: "integers", float: "numbers", bool: "true/false values", str: "strings"}
+    return names.get(tp) or f"values of type {_type_name(tp)}"
 
 
 def describe(value: Any) -> str:
@@ -224,6 +300,8 @@ def describe(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (int, float)):
+        return show_number(value)
     if isinstance(value, (list, dict)):
         return type(value).__name__ if len(str(value)) > 40 else f"{value!r}"
     return repr(value)
@@ -243,20 +321,23 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
             name = ref.group(1)
             binding = scope.lookup(name)
             if binding is None:
-                raise ArchError(f"{what}: undefined variable '{name}'{close_matches(name, scope.names())}", loc)
+                raise ArchError(f"{what}: {_undefined(name, scope)}", loc)
             key = (name, id(binding))
             if key in stack:
                 raise ArchError(f"{what}: {_cycle(stack, key)}", loc)
-            return resolve(binding.raw, tp, binding.scope, binding.loc or loc, what, stack + (key,), numeric)
+            return _resolve_binding(binding, tp, binding.loc or loc, what, stack + (key,), numeric)
         full = _EXPR_REF.match(raw.strip())
         if full:
             raw, numeric = full.group(1), True
     origin = get_origin(tp)
     if tp is Any:
         if isinstance(raw, str) and numeric:
-            return _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what)).run()
+            return _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
         if isinstance(raw, list):
-            return [resolve(v, Any, scope, _item_loc(raw, i, loc), what, stack, numeric) for i, v in enumerate(raw)]
+            value = [resolve(v, Any, scope, _item_loc(raw, i, loc), what, stack, numeric) for i, v in enumerate(raw)]
+            if _list_items(value) > MAX_LIST_ITEMS:
+                raise ArchError(f"{what}: a list of more than {MAX_LIST_ITEMS} values", loc)
+            return value
         return raw
     if origin in (Union, types.UnionType):
         options = get_args(tp)
@@ -283,7 +364,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     if origin in (list, tuple):
         args = get_args(tp)
         if isinstance(raw, str):  # e.g. "widths" in a numeric context, or "[k, 2*k]"
-            raw = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what)).run()
+            raw = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
         if not isinstance(raw, list):
             raise ArchError(f"{what}: expected {_type_name(tp)}, got {describe(raw)}", loc)
         fixed = origin is tuple and Ellipsis not in args
@@ -296,9 +377,13 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     if tp in (int, float):
         value = raw
         if isinstance(raw, str):
-            value = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what)).run()
+            value = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ArchError(f"{what}: expected {_type_name(tp)}, got {describe(raw)}", loc)
+            shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
+            raise ArchError(f"{what}: expected {_type_name(tp)}, got {shown}", loc)
+        problem = check_number(value)
+        if problem:
+            raise ArchError(f"{what}: {problem}", loc)
         if tp is int:
             if isinstance(value, float):
                 if not value.is_integer():
