@@ -219,7 +219,7 @@ def test_transfer_learning_new_classes_freeze_and_lower_lr(tmp_path):
     trainer.fit(model, data)
     lrs = sorted({g["initial_lr"] for g in trainer.optimizers[0].param_groups})  # before the schedule
     assert len(lrs) == 2 and lrs[0] == pytest.approx(lrs[1] * 0.1)
-    assert torch.equal(model.net.conv1.conv.weight, source.net.conv1.conv.weight)  # frozen: unchanged
+    assert torch.equal(model.net.stem.conv.weight, source.net.stem.conv.weight)  # frozen: unchanged
 
 
 def test_ema_weights_are_used_for_evaluation(tmp_path):
