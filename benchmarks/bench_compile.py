@@ -1,0 +1,123 @@
+"""torch.compile: does every zoo net trace as one graph, and what does compiling buy?
+
+Part 1 (``--check``): every file of ``architectures/`` is traced by dynamo with ``fullgraph=True``
+(``backend="eager"``: the tracing, where graph breaks happen, without code generation) in train and
+eval mode, and the compiled outputs are compared with the eager ones. A graph break is an error
+under ``fullgraph=True``, so "ok" means one graph per mode.
+
+Part 2: training-step throughput (forward + backward + SGD step) of the compiled model (inductor,
+``fullgraph=True``) against the same model eager, alternating A/B rounds after compilation, and
+eval-mode inference likewise. Compile time is reported separately.
+
+    python benchmarks/bench_compile.py --check
+    python benchmarks/bench_compile.py --nets lenet5 resnet20_cifar --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_models import ab, infer_fn, train_step_fn  # noqa: E402
+from pipeline import ArchError, build_model, plan_model  # noqa: E402
+
+SPEED_NETS = {  # name: (input shape, batch)
+    "lenet5": ((1, 32, 32), 128),
+    "resnet20_cifar": ((3, 32, 32), 64),
+    "mobilenet_v2": ((3, 224, 224), 8),
+    "resnet18": ((3, 224, 224), 8),
+}
+
+
+def check_shape(path: Path) -> tuple[int, ...]:
+    """The file's own input, shrunk to 64x64 where the net accepts it (tracing does not depend on size)."""
+    shape = plan_model(path).in_shape
+    if len(shape) == 3 and shape[1] > 64:
+        try:
+            plan_model(path, (shape[0], 64, 64))
+            return (shape[0], 64, 64)
+        except ArchError:
+            pass
+    return tuple(shape)
+
+
+def logits(out):
+    return out.logits if hasattr(out, "logits") else out
+
+
+def check_all() -> int:
+    failures = 0
+    print("| architecture | input | train | eval | trace s |\n|---|---|---|---|---:|")
+    for path in sorted((ROOT / "architectures").glob("*.yaml")):
+        shape = check_shape(path)
+        model = build_model(path, input_shape=shape)
+        x = torch.randn(2, *shape)
+        result = {}
+        start = time.perf_counter()
+        for mode in ("train", "eval"):
+            torch._dynamo.reset()
+            model.train(mode == "train")
+            try:
+                compiled = torch.compile(model, fullgraph=True, backend="eager")
+                torch.manual_seed(0)
+                got = logits(compiled(x))
+                torch.manual_seed(0)
+                want = logits(model(x))
+                result[mode] = "ok" if torch.allclose(got, want, atol=1e-5) else "differs"
+            except Exception as err:  # a graph break or any other failure is what this part reports
+                result[mode] = f"FAIL: {str(err).splitlines()[0][:80]}"
+        failures += sum(r != "ok" for r in result.values())
+        print(f"| {path.stem} | {'x'.join(map(str, shape))} | {result['train']} | {result['eval']} | "
+              f"{time.perf_counter() - start:.1f} |", flush=True)
+    print(f"\n{failures} failure(s)")
+    return failures
+
+
+def speed(nets: list[str], iters: int, rounds: int) -> None:
+    print("| net | input | batch | mode | compile s | compiled img/s | eager img/s | ratio |")
+    print("|---|---|---:|---|---:|---:|---:|---:|")
+    for name in nets:
+        shape, batch = SPEED_NETS[name]
+        torch.manual_seed(0)
+        eager = build_model(ROOT / "architectures" / f"{name}.yaml", input_shape=shape)
+        x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+        for mode in ("train", "eval"):
+            torch._dynamo.reset()
+            model = copy.deepcopy(eager).train(mode == "train")
+            eager.train(mode == "train")
+            compiled = torch.compile(model, fullgraph=True)
+            make = (lambda m: train_step_fn(m, x, y)) if mode == "train" else (lambda m: infer_fn(m, x))
+            fast, slow = make(compiled), make(eager)
+            start = time.perf_counter()
+            fast()  # compiles
+            compile_s = time.perf_counter() - start
+            a, b = ab(fast, slow, iters, rounds, batch)
+            print(f"| {name} | {'x'.join(map(str, shape[1:]))} | {batch} | {mode} | {compile_s:.0f} | {a:.1f} | "
+                  f"{b:.1f} | {a / b:.3f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="trace every zoo file with fullgraph=True")
+    parser.add_argument("--nets", nargs="*", default=["lenet5", "resnet20_cifar"], choices=list(SPEED_NETS))
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    if args.check:
+        sys.exit(1 if check_all() else 0)
+    speed(args.nets, args.iters, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
