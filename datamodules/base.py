@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .transforms import Spec, pipeline
+from .transforms import Spec, pipeline, shorter_side
 
 
 def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
@@ -32,6 +32,25 @@ class ArrayDataset(Dataset):
         return to_chw_uint8(self.transform(image=self.images[index])["image"]), int(self.labels[index])
 
 
+class IndexedDataset(Dataset):
+    """Predict: a dataset's images with their index instead of the label, so every prediction can be
+    matched to its file even when processes or bad files change what a batch holds."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.dataset[index][0], index
+
+
+def collate_unstacked(samples: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Whole images of different sizes (multi-crop evaluation): a list, not one stacked tensor."""
+    return [x for x, _ in samples], torch.tensor([y for _, y in samples], dtype=torch.int64)
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base of the datamodules: loaders, augmentation pipelines, Mixup/CutMix and class names.
 
@@ -40,6 +59,8 @@ class ImageDataModule(L.LightningDataModule):
 
     Loaders yield ``(images, targets)`` with uint8 NCHW images; once on the device (Lightning's
     ``on_after_batch_transfer``) they become float32, normalised with the dataset's statistics.
+    For multi-crop evaluation (``eval_resize`` set) eval batches hold a list of whole CHW images
+    instead; predict batches hold sample indices (see ``predict_names``) instead of targets.
     Targets are int64 class indices, or, in training with ``mixup``/``cutmix`` > 0, soft targets of
     shape (N, num_classes) summing to one.
     """
@@ -76,8 +97,8 @@ class ImageDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> ArrayDataset:
         images, labels = self.splits[split]
         size = self.input_shape[1]
-        spec = self.train_spec if split == "train" else self.eval_spec
-        return ArrayDataset(images, labels, pipeline(spec, size, split == "train"))
+        transform = pipeline(self.train_spec, size, True) if split == "train" else self.eval_transform()
+        return ArrayDataset(images, labels, transform)
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)  # seeded, reproducible order
@@ -90,13 +111,46 @@ class ImageDataModule(L.LightningDataModule):
         return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("val", shuffle=False)
+        return self.eval_loader(self.dataset("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test" if "test" in self.splits else "val", shuffle=False)
+        return self.eval_loader(self.dataset(self.test_split()))
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self.eval_loader(IndexedDataset(self.dataset(self.test_split())))
+
+    def predict_names(self) -> list[str]:
+        """What predict's rows are called, in the predict loader's index order."""
+        split = self.test_split()
+        return [f"{split}[{i}]" for i in range(len(self.splits[split][0]))]
+
+    # -- evaluation: validation, test, predict -------------------------------------------------
+    # multi-crop evaluation (pipeline/evaluation) sets this: eval loaders then yield whole images
+    # with the shorter side resized to it, as lists, and the crops are cut on the device
+    eval_resize: int | None = None
+
+    def test_split(self) -> str:
+        return "test" if "test" in self.splits else "val"
+
+    def eval_transform(self):
+        if self.eval_resize:
+            return shorter_side(self.eval_resize)
+        return pipeline(self.eval_spec, self.input_shape[1], False)
+
+    def eval_loader(self, dataset: Dataset, collate_fn=None, **loader_args: Any) -> DataLoader:
+        """In order, every sample exactly once. Under DDP each process takes every W-th sample
+        (Lightning's UnrepeatedDistributedSampler: shares differ by at most one, nothing is padded or
+        dropped), so metrics summed across processes are those of a single process."""
+        shares = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        sampler = None
+        if shares and shares.get("num_replicas", 1) > 1:
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=shares["num_replicas"], rank=shares["rank"],
+                                                   shuffle=False)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                          collate_fn=collate_fn or (collate_unstacked if self.eval_resize else None), **loader_args)
 
     # -- Mixup / CutMix (timm's implementation), training batches only --------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -110,6 +164,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, targets = batch[0], batch[1]
+        if isinstance(images, list):  # whole images of different sizes, for multi-crop evaluation
+            return [self.normalize(x[None])[0] for x in images], targets
         batch = (self.normalize(images), targets)
         if not (self.trainer and self.trainer.training) or not (self.mixup_alpha or self.cutmix_alpha):
             return batch

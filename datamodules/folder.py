@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,13 @@ def _single_threaded(worker_id: int) -> None:
     cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV's own threads would oversubscribe
 
 
-def collate(samples):
+def collate(samples, stack: bool = True):
     good = [(x, y) for x, y, bad in samples if bad is None]
     bad = [bad for _, _, bad in samples if bad is not None]
-    images = torch.stack([x for x, _ in good]) if good else torch.empty(0, dtype=torch.uint8)
+    if not stack:  # whole images of different sizes (multi-crop evaluation)
+        images = [x for x, _ in good]
+    else:
+        images = torch.stack([x for x, _ in good]) if good else torch.empty(0, dtype=torch.uint8)
     return images, torch.tensor([y for _, y in good], dtype=torch.int64), bad
 
 
@@ -150,6 +154,8 @@ class ImageFolderDataModule(ImageDataModule):
         mixup: timm Mixup alpha (0 = off).
         cutmix: timm CutMix alpha (0 = off).
         label_smoothing: label smoothing of the mixed targets.
+        predict_root: folder of images for ``predict`` (read recursively, any layout); default: the
+            validation images.
     """
 
     def __init__(self, root: str, image_size: int = 224, channels: int = 3, val_fraction: float = 0.1,
@@ -157,7 +163,7 @@ class ImageFolderDataModule(ImageDataModule):
                  persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "imagenet",
                  eval_transforms: Spec = None, verify: bool = False, skip_bad: bool = False,
                  cache_bytes: int = 512 * 2**20, mixup: float = 0.0, cutmix: float = 0.0,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, predict_root: str | None = None):
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms,
                          eval_transforms if eval_transforms is not None else "imagenet", mixup, cutmix,
                          label_smoothing)
@@ -172,6 +178,9 @@ class ImageFolderDataModule(ImageDataModule):
             raise DataError(f"{self.root}: no class folders (expected {self.root}/<class>/* or "
                             f"{self.root}/train/<class>/*)")
         self.val_fraction, self.verify, self.skip_bad, self.cache_bytes = val_fraction, verify, skip_bad, cache_bytes
+        self.predict_root = Path(predict_root) if predict_root else None
+        if self.predict_root is not None and not self.predict_root.is_dir():
+            raise DataError(f"{self.predict_root}: predict folder not found")
         self.items: dict[str, list[tuple[Path, int]]] = {}
         self.cache: dict[str, dict[int, np.ndarray]] = {}
         self.skipped = 0
@@ -209,6 +218,11 @@ class ImageFolderDataModule(ImageDataModule):
             self.items["train"] = [items[i] for i in sorted(order[cut:])]
         if not self.items["train"]:
             raise DataError(f"{self.root}: no training images found")
+        if self.predict_root is not None:  # labels are the file indices: predictions carry them
+            files = sorted(p for p in self.predict_root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+            if not files:
+                raise DataError(f"{self.predict_root}: no image files to predict")
+            self.items["predict"] = [(p, i) for i, p in enumerate(files)]
         self.cache = {split: self._cached(items) for split, items in self.items.items()}
 
     def _cached(self, items: list[tuple[Path, int]]) -> dict[int, np.ndarray]:
@@ -238,8 +252,30 @@ class ImageFolderDataModule(ImageDataModule):
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=collate,
                           generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)
 
+    # -- evaluation: every sample once, in order (see ImageDataModule.eval_loader) -------------
+    def eval_dataset(self, split: str) -> FolderDataset:
+        if split == "predict" and self.predict_root is None:  # the validation images, labelled by index
+            return FolderDataset([(p, i) for i, (p, _) in enumerate(self.items["val"])], self.eval_transform(),
+                                 self.channels, self.cache.get("val"))
+        return FolderDataset(self.items[split], self.eval_transform(), self.channels, self.cache.get(split))
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return self.eval_loader(self.eval_dataset(split), partial(collate, stack=not self.eval_resize),
+                                worker_init_fn=_single_threaded)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
     def test_dataloader(self) -> DataLoader:
-        return self.loader("val", shuffle=False)
+        return self._eval_loader("val")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("predict")
+
+    def predict_names(self) -> list[str]:
+        if self.predict_root is None:
+            return [str(p) for p, _ in self.items["val"]]
+        return [str(p.relative_to(self.predict_root)) for p, _ in self.items["predict"]]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, targets, bad = batch

@@ -65,6 +65,11 @@ def preset(name: str, size: int, train: bool) -> list[A.BasicTransform]:
     raise DataError(f"unknown augmentation preset '{name}'; known: cifar, digits, imagenet, googlenet, none")
 
 
+def shorter_side(side: int) -> A.Compose:
+    """Resize the shorter side to ``side``, aspect ratio kept (multi-crop evaluation cuts its crops later)."""
+    return A.Compose([A.SmallestMaxSize(max_size=side)])
+
+
 def pipeline(spec: Spec, size: int, train: bool) -> A.Compose:
     """A preset name, an explicit list of transforms, or None (resize only)."""
     if spec is None:

@@ -3,8 +3,9 @@
 What it adds to LightningCLI: the data's classes and input shape flow into the model; CSV and
 TensorBoard logs and checkpoints under ``trainer.default_root_dir`` (checkpoints in one
 unversioned folder, so ``--ckpt_path last`` finds them after a restart); checkpoints written
-atomically; checkpoints always loaded with ``weights_only=True``; and a user's mistake ends with
-one line on stderr and exit status 2 instead of a traceback.
+atomically; checkpoints always loaded with ``weights_only=True``; for validate/test/predict the
+``eval:`` and ``ensemble:`` groups (test-time crops, ensembles, reports; pipeline/evaluation); and
+a user's mistake ends with one line on stderr and exit status 2 instead of a traceback.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import Callback, LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import ArchError
+from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, PredictionWriter, prepare
 from .module import ClassifierModule, TrainingDiverged
 
 
@@ -54,10 +56,16 @@ def allow_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals([AttributeDict])
 
 
+EVALUATING = ("validate", "test", "predict")
+
+
 class PipelineCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
+        # validate/test/predict: test-time crops, ensembles, reports (pipeline/evaluation)
+        parser.add_class_arguments(EvalConfig, "eval")
+        parser.add_class_arguments(EnsembleConfig, "ensemble")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         root = Path(config.get("default_root_dir") or os.getcwd())
@@ -68,10 +76,27 @@ class PipelineCLI(LightningCLI):
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
             config["plugins"] = plugins + [AtomicCheckpointIO()]
+        if self.subcommand in EVALUATING:
+            callbacks.append(self._prepare_evaluation(root))
         for callback in [*callbacks, *(config.get("callbacks") or [])]:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
         return super()._instantiate_trainer(config, callbacks)
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand not in EVALUATING and self._get(self.config, "ensemble").checkpoints:
+            raise ArchError("--ensemble.checkpoints is for validate, test and predict")
+
+    def _prepare_evaluation(self, root: Path) -> Callback:
+        """Swap in the module that evaluates (the configured one, or an ensemble of checkpoints), tell
+        the data what the crops need, and return the report writer (reports in root/reports unless
+        eval.report_dir says otherwise). Runs before the Trainer exists, so that a mistake here is
+        the only line on stderr."""
+        evaluation = self._get(self.config_init, "eval")
+        self.model = prepare(self.model, self.datamodule, evaluation, self._get(self.config_init, "ensemble"),
+                             self._get(self.config, "ckpt_path"), check_classes=self.subcommand != "predict")
+        reports = Path(evaluation.report_dir) if evaluation.report_dir else root / "reports"
+        return PredictionWriter(reports, evaluation.top_k) if self.subcommand == "predict" else EvaluationReport(reports)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)

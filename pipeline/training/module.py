@@ -10,9 +10,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from ..errors import ArchError
+from ..evaluation.ensemble import Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
 from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups
 
@@ -122,9 +122,8 @@ class ClassifierModule(L.LightningModule):
         if compile:
             # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
             self.net.compile(fullgraph=True)
-        self.metrics = nn.ModuleDict({
-            f"{split}_{name}": MulticlassAccuracy(self.num_classes, top_k=k, average="micro")
-            for split in ("val", "test") for name, k in (("acc", 1), ("acc5", 5)) if k <= self.num_classes})
+        # validation/test/predict steps (crops, ensembles, metrics): pipeline/evaluation
+        self.evaluator = Evaluator(self.num_classes)
 
     # -- transfer learning ----------------------------------------------------------------------
     def _init_from(self, path: str, prefix: str) -> set[str]:
@@ -177,25 +176,17 @@ class ClassifierModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.net, step=self.global_step)
 
-    def evaluate(self, batch, split: str) -> None:
-        images, target = batch
-        logits = self(images)
-        self.log(f"{split}/loss", F.cross_entropy(logits, target), prog_bar=split == "val")
-        for name in ("acc", "acc5"):
-            metric = self.metrics[f"{split}_{name}"] if f"{split}_{name}" in self.metrics else None
-            if metric is not None:
-                metric(logits, target)
-                self.log(f"{split}/{name}", metric, prog_bar=name == "acc")
+    def eval_members(self) -> list[Member]:
+        return [Member(self, self.net.input_shape[-1])]
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "val")
+        self.evaluator.step(self, self.eval_members(), batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(batch, "test")
+        self.evaluator.step(self, self.eval_members(), batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(images).softmax(1)
+        return self.evaluator.probs(self.eval_members(), batch)
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,0 +1,233 @@
+"""What validate/test and predict leave behind: a JSON report, the confusion matrix (CSV and PNG),
+a table on stdout, and predict's CSV. Rank 0 writes, from metrics summed over every process."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback
+
+from .ensemble import class_names_in, read_checkpoint
+
+WORST_SHOWN = 10  # classes listed on stdout when there are too many for one screen
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def per_class(confusion: torch.Tensor, names: list[str]) -> list[dict[str, Any]]:
+    """Rows are true classes, columns predictions."""
+    totals, correct = confusion.sum(1).tolist(), confusion.diagonal().tolist()
+    return [{"class": name, "samples": int(t), "correct": int(c), "accuracy": (c / t) if t else None}
+            for name, t, c in zip(names, totals, correct)]
+
+
+def write_confusion_csv(confusion: torch.Tensor, names: list[str], path: Path) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["true \\ predicted", *names])
+            for name, row in zip(names, confusion.tolist()):
+                out.writerow([name, *row])
+
+    _atomic_write(path, write)
+
+
+def write_confusion_png(confusion: torch.Tensor, names: list[str], path: Path) -> None:
+    """A row-normalised heat map (white = 0, dark blue = the whole row), drawn with PIL: no plotting library needed."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    n = len(names)
+    cell = max(2, min(40, 800 // max(n, 1)))
+    font = ImageFont.load_default()
+    labelled = n <= 40  # class names on the axes while they can be read
+    label_w = max((int(font.getlength(s)) for s in names), default=0) + 8 if labelled else 0
+    top, left = 24 + (label_w if labelled else 0), 8 + label_w
+    image = Image.new("RGB", (left + n * cell + 8, top + n * cell + 8), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 6), "rows: true class, columns: predicted (row-normalised)", fill="black", font=font)
+    rows = confusion.double()
+    fractions = rows / rows.sum(1, keepdim=True).clamp(min=1)
+    dark = (8, 48, 107)
+    for i in range(n):
+        for j in range(n):
+            f = float(fractions[i, j])
+            colour = tuple(round(255 - f * (255 - d)) for d in dark)
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            draw.rectangle(box, fill=colour)
+            if cell >= 28 and confusion[i, j]:
+                draw.text((box[0] + 3, box[1] + cell // 3), str(int(confusion[i, j])), font=font,
+                          fill="white" if f > 0.5 else "black")
+    if labelled:
+        for i, name in enumerate(names):
+            draw.text((8, top + i * cell + (cell - 10) // 2), name, fill="black", font=font)
+            tag = Image.new("RGB", (label_w, 12), "white")
+            ImageDraw.Draw(tag).text((0, 0), name, fill="black", font=font)
+            image.paste(tag.rotate(90, expand=True), (left + i * cell + (cell - 12) // 2, 24))
+    _atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as text: totals, then the classes (the worst ones when there are many)."""
+    crops = report["crops"]
+    used = ", ".join(report["checkpoints"]) or "the configured model's current weights"
+    lines = [f"{report['stage']}: {report['samples']} samples, crops {crops['mode']} ({crops['per_image']} per image, "
+             f"{crops['average']} average), {used}",
+             f"  top-1  {report['top1']:.4f}  ({report['correct']}/{report['samples']})"]
+    if report.get("top5") is not None:
+        lines.append(f"  top-5  {report['top5']:.4f}")
+    if report.get("loss") is not None:
+        lines.append(f"  loss   {report['loss']:.4f}")
+    classes = [c for c in report["per_class"] if c["samples"]]
+    if len(classes) > 2 * WORST_SHOWN:
+        classes = sorted(classes, key=lambda c: c["accuracy"])[:WORST_SHOWN]
+        lines.append(f"  the {WORST_SHOWN} classes with the lowest accuracy:")
+    width = max([len("class")] + [len(c["class"]) for c in classes])
+    lines.append(f"  {'class':<{width}}  samples  correct  accuracy")
+    lines += [f"  {c['class']:<{width}}  {c['samples']:>7}  {c['correct']:>7}  {c['accuracy']:>8.4f}" for c in classes]
+    return "\n".join(lines)
+
+
+def _class_names(trainer, module, count: int) -> list[str]:
+    for names in (getattr(module, "class_names", None), getattr(trainer.datamodule, "class_names", None)):
+        if names and len(names) == count:
+            return [str(n) for n in names]
+    return [str(i) for i in range(count)]
+
+
+def _used_checkpoints(trainer, module) -> list[str]:
+    if hasattr(module, "checkpoints"):  # an EnsembleModule
+        return list(module.checkpoints)
+    return [str(trainer.ckpt_path)] if trainer.ckpt_path else []
+
+
+class EvaluationReport(Callback):
+    """After ``validate``/``test``: ``<stage>.json`` (top-1, top-5, loss, per-class accuracy, crops,
+    checkpoints), ``<stage>_confusion.csv`` and ``.png`` in ``directory``, and a table on stdout."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.confusion: torch.Tensor | None = None
+        self.written: dict[str, Path] = {}
+
+    def _start(self, trainer, module, split: str) -> None:
+        if not trainer.sanity_checking:
+            module.evaluator.metrics[f"{split}_confusion"].reset()
+
+    def _end(self, trainer, module, split: str) -> None:
+        if not trainer.sanity_checking:  # every rank: compute() sums the counts of all processes
+            self.confusion = module.evaluator.metrics[f"{split}_confusion"].compute().long().cpu()
+
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        self._start(trainer, module, "val")
+
+    def on_test_epoch_start(self, trainer, module) -> None:
+        self._start(trainer, module, "test")
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        self._end(trainer, module, "val")
+
+    def on_test_epoch_end(self, trainer, module) -> None:
+        self._end(trainer, module, "test")
+
+    def on_validation_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.write(trainer, module, "val", "validate")
+
+    def on_test_end(self, trainer, module) -> None:
+        self.write(trainer, module, "test", "test")
+
+    def write(self, trainer, module, split: str, stage: str) -> None:
+        if self.confusion is None or not trainer.is_global_zero:
+            return
+        confusion, evaluator = self.confusion, module.evaluator
+        names = _class_names(trainer, module, len(confusion))
+        logged = trainer.callback_metrics
+        members = module.eval_members()
+        cfg = evaluator.config
+        samples, correct = int(confusion.sum()), int(confusion.diagonal().sum())
+        report = {
+            "stage": stage, "samples": samples, "correct": correct, "top1": correct / samples if samples else 0.0,
+            "top5": float(logged[f"{split}/acc5"]) if f"{split}/acc5" in logged else None,
+            "loss": float(logged[f"{split}/loss"]) if f"{split}/loss" in logged else None,
+            "per_class": per_class(confusion, names),
+            "crops": {"mode": cfg.crops, "per_image": evaluator.crops_per_image(members[0].size),
+                      "scales": cfg.scales, "mirror": cfg.mirror, "average": cfg.average,
+                      "on_tensors": bool(getattr(trainer.datamodule, "eval_resize", None))},
+            "checkpoints": _used_checkpoints(trainer, module), "weights": [m.weight for m in members],
+            "input_sizes": [m.size for m in members], "world_size": trainer.world_size,
+            "data": type(trainer.datamodule).__name__ if trainer.datamodule is not None else None,
+        }
+        paths = {"json": self.directory / f"{stage}.json", "csv": self.directory / f"{stage}_confusion.csv",
+                 "png": self.directory / f"{stage}_confusion.png"}
+        report["files"] = {k: str(v) for k, v in paths.items()}
+        write_confusion_csv(confusion, names, paths["csv"])
+        write_confusion_png(confusion, names, paths["png"])
+        _atomic_write(paths["json"], lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+        self.written = paths
+        print(table(report) + f"\n  report: {paths['json']} (+ {paths['csv'].name}, {paths['png'].name})", flush=True)
+
+
+def _gather(rows: list) -> list:
+    """Every process's rows, on every process (predict shares differ in length, so objects, not tensors)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, rows)
+    return [row for part in everyone for row in part]
+
+
+class PredictionWriter(Callback):
+    """Predict writes ``predictions.csv`` in ``directory``: file, then ``top_k`` (label, probability)
+    pairs, best first, one row per input in input order. Labels are the class names stored in the
+    checkpoint (else the data's)."""
+
+    def __init__(self, directory: str | Path, top_k: int = 5):
+        self.path = Path(directory) / "predictions.csv"
+        self.top_k = top_k
+        self.rows: list[tuple[int, list[int], list[float]]] = []
+
+    def on_predict_epoch_start(self, trainer, module) -> None:
+        self.rows = []
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        probs = outputs.detach().float().cpu()
+        values, labels = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
+        self.rows += list(zip(batch[1].tolist(), labels.tolist(), values.tolist()))
+
+    def on_predict_end(self, trainer, module) -> None:
+        rows = sorted(_gather(self.rows))
+        if not trainer.is_global_zero:
+            return
+        count = module.evaluator.num_classes
+        names = getattr(module, "class_names", None)
+        if not names and trainer.ckpt_path:
+            names = class_names_in(read_checkpoint(trainer.ckpt_path))
+        names = names if names and len(names) == count else _class_names(trainer, module, count)
+        files = trainer.datamodule.predict_names() if hasattr(trainer.datamodule, "predict_names") else None
+        k = len(rows[0][1]) if rows else self.top_k
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                out = csv.writer(handle)
+                out.writerow(["file"] + [f"{col}_{i}" for i in range(1, k + 1) for col in ("label", "prob")])
+                for index, labels, values in rows:
+                    pairs = [x for label, p in zip(labels, values) for x in (names[label], f"{p:.6f}")]
+                    out.writerow([files[index] if files else index, *pairs])
+
+        _atomic_write(self.path, write)
+        print(f"predictions: {self.path} ({len(rows)} rows, top {k})", flush=True)
