@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .sampling import seed_sample, train_loader
 from .transforms import Spec, pipeline, shorter_side
 
 
@@ -28,7 +29,8 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int, int]) -> tuple[torch.Tensor, int]:
+        index = seed_sample(index, self.transform)  # training indices carry their augmentation seed
         return to_chw_uint8(self.transform(image=self.images[index])["image"]), int(self.labels[index])
 
 
@@ -102,6 +104,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)  # seeded, reproducible order
+        if shuffle:  # training: split across ranks and resumable mid-epoch (datamodules/sampling.py)
+            return train_loader(self.dataset(split), self.batch_size, self.seed, num_workers=self.num_workers,
+                                pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                                generator=generator)
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.persistent_workers, generator=generator,

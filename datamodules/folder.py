@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .base import ImageDataModule, to_chw_uint8
 from .errors import DataError
+from .sampling import seed_sample, train_loader
 from .transforms import Spec, pipeline
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -109,7 +110,8 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int | tuple[int, int, int]):
+        index = seed_sample(index, self.transform)  # training indices carry their augmentation seed
         path, label = self.items[index]
         try:
             image = self.cache[index] if index in self.cache else decode(path, self.channels)
@@ -248,6 +250,11 @@ class ImageFolderDataModule(ImageDataModule):
         spec = self.train_spec if split == "train" else self.eval_spec
         dataset = FolderDataset(self.items[split], pipeline(spec, self.image_size, split == "train"), self.channels,
                                 self.cache.get(split))
+        if shuffle:  # training: split across ranks and resumable mid-epoch (datamodules/sampling.py)
+            return train_loader(dataset, self.batch_size, self.seed, num_workers=self.num_workers,
+                                pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                                collate_fn=collate, generator=torch.Generator().manual_seed(self.seed),
+                                worker_init_fn=_single_threaded)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=collate,
                           generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)

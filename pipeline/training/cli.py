@@ -4,8 +4,10 @@ What it adds to LightningCLI: the data's classes and input shape flow into the m
 TensorBoard logs and checkpoints under ``trainer.default_root_dir`` (checkpoints in one
 unversioned folder, so ``--ckpt_path last`` finds them after a restart); checkpoints written
 atomically; checkpoints always loaded with ``weights_only=True``; for validate/test/predict the
-``eval:`` and ``ensemble:`` groups (test-time crops, ensembles, reports; pipeline/evaluation); and
-a user's mistake ends with one line on stderr and exit status 2 instead of a traceback.
+``eval:`` and ``ensemble:`` groups (test-time crops, ensembles, reports; pipeline/evaluation); for
+fit, preemption signals, mid-epoch checkpoints and exact resume (``fault_tolerance:``, fault.py) and
+``--trainer.sync_batchnorm`` on CPUs as well as GPUs (distributed.py); and a user's mistake ends with
+one line on stderr and exit status 2 instead of a traceback.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import ArchError
 from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, PredictionWriter, prepare
+from .distributed import SyncBatchNormPlugin
+from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
 
 
@@ -66,6 +70,8 @@ class PipelineCLI(LightningCLI):
         # validate/test/predict: test-time crops, ensembles, reports (pipeline/evaluation)
         parser.add_class_arguments(EvalConfig, "eval")
         parser.add_class_arguments(EnsembleConfig, "ensemble")
+        # preemption signals, mid-epoch last.ckpt, generator states: --fault_tolerance.every_n_steps N
+        parser.add_lightning_class_args(FaultTolerance, "fault_tolerance")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         root = Path(config.get("default_root_dir") or os.getcwd())
@@ -75,7 +81,10 @@ class PipelineCLI(LightningCLI):
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(hasattr(p, "save_checkpoint") for p in plugins):
-            config["plugins"] = plugins + [AtomicCheckpointIO()]
+            plugins = plugins + [AtomicCheckpointIO()]
+        if config.get("sync_batchnorm"):  # Lightning's SyncBatchNorm runs on GPUs only; ours on CPUs too
+            plugins = plugins + [SyncBatchNormPlugin()]
+        config["plugins"] = plugins
         if self.subcommand in EVALUATING:
             callbacks.append(self._prepare_evaluation(root))
         for callback in [*callbacks, *(config.get("callbacks") or [])]:
@@ -134,6 +143,8 @@ def run_lightning(argv: list[str]) -> int:
         message = " ".join(str(err).split())  # jsonargparse's message can span lines
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except Preempted:  # a signal: last.ckpt is written and the message printed
+        return 0
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

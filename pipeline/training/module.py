@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from ..errors import ArchError
 from ..evaluation.ensemble import Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
-from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups
+from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +169,17 @@ class ClassifierModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                                    "the last good checkpoint is intact: resume from it with a lower learning rate")
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({f"train/loss_{name}": value for name, value in parts.items()})
+        # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here rather than in on_train_batch_end, which runs after the callbacks' (ModelCheckpoint):
+        # a checkpoint written at the end of a batch must hold the average that includes that batch
         if self.ema is not None:
-            self.ema.update(self.net, step=self.global_step)
+            self.ema.update(self.net, step=self.global_step + 1)  # the step counter moves after this hook
 
     def eval_members(self) -> list[Member]:
         return [Member(self, self.net.input_shape[-1])]
@@ -189,15 +194,32 @@ class ClassifierModule(L.LightningModule):
         return self.evaluator.probs(self.eval_members(), batch)
 
     # -- optimisation ---------------------------------------------------------------------------
+    def scaled_optimizer_config(self) -> OptimizerConfig:
+        """``optimizer.scale_lr``: the learning rate for this run's global batch (per-device batch x
+        devices x nodes x gradient accumulation)."""
+        cfg = self.opt_cfg
+        if cfg.scale_lr == "none":
+            return cfg
+        batch = getattr(self.trainer.datamodule, "batch_size", None)
+        if not isinstance(batch, int):
+            raise ValueError("optimizer.scale_lr needs a datamodule with a batch_size")
+        global_batch = batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        lr = scaled_lr(cfg, global_batch)
+        rank_zero_info(f"learning rate {lr:g}: {cfg.lr:g} for a batch of {cfg.reference_batch}, scaled "
+                       f"({cfg.scale_lr}) to the global batch {global_batch} = {batch} x {self.trainer.world_size} "
+                       f"device(s) x {self.trainer.accumulate_grad_batches} accumulated")
+        return replace(cfg, lr=lr)
+
     def configure_optimizers(self):
+        cfg = self.scaled_optimizer_config()
         named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
         scale = self.hparams.pretrained_lr_scale
         if self.pretrained and scale != 1.0:
-            groups = param_groups([(n, p) for n, p in named if n in self.pretrained], self.opt_cfg, scale) + \
-                param_groups([(n, p) for n, p in named if n not in self.pretrained], self.opt_cfg)
+            groups = param_groups([(n, p) for n, p in named if n in self.pretrained], cfg, scale) + \
+                param_groups([(n, p) for n, p in named if n not in self.pretrained], cfg)
         else:
-            groups = param_groups(named, self.opt_cfg)
-        optimizer = build_optimizer(groups, self.opt_cfg)
+            groups = param_groups(named, cfg)
+        optimizer = build_optimizer(groups, cfg)
         total = self.trainer.estimated_stepping_batches if self.sched_cfg.interval == "step" \
             else max(self.trainer.max_epochs or 1, 1)
         scheduler = build_scheduler(optimizer, self.sched_cfg, int(total))

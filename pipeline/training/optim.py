@@ -15,12 +15,16 @@ class OptimizerConfig:
 
     Args:
         name: sgd (momentum; the default, as in the ResNet papers) or adamw.
-        lr: base learning rate (for the whole batch across all devices).
+        lr: base learning rate: for the global batch (per-device batch x devices x nodes x
+            gradient accumulation), or, with ``scale_lr``, for a global batch of ``reference_batch``.
         momentum: SGD momentum.
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty (decoupled for AdamW).
         no_decay_norm_bias: exempt norm weights and all biases from weight decay.
         betas: AdamW's betas.
+        scale_lr: scale ``lr`` with the global batch: "linear" (Goyal et al., 2017: lr x global /
+            reference_batch; pair it with a warm-up of a few epochs), "sqrt", or "none".
+        reference_batch: the global batch that ``lr`` is meant for when ``scale_lr`` is set.
     """
 
     name: Literal["sgd", "adamw"] = "sgd"
@@ -30,6 +34,8 @@ class OptimizerConfig:
     weight_decay: float = 5e-4
     no_decay_norm_bias: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
+    scale_lr: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch: int = 256
 
 
 @dataclass
@@ -55,6 +61,12 @@ class SchedulerConfig:
     milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
     gamma: float = 0.1
     min_lr: float = 0.0
+
+
+def scaled_lr(cfg: OptimizerConfig, global_batch: int) -> float:
+    """The learning rate for ``global_batch`` samples per optimizer step under ``cfg.scale_lr``."""
+    ratio = global_batch / cfg.reference_batch
+    return cfg.lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[cfg.scale_lr]
 
 
 def param_groups(named: list[tuple[str, nn.Parameter]], cfg: OptimizerConfig, lr_scale: float = 1.0) -> list[dict]:
