@@ -483,9 +483,8 @@ def test_a_hung_rank_ends_the_job_at_the_process_group_timeout(tmp_path, jobs):
                tmp_path / "fit.log")
     wait_for(beacon / "rank1", job)
     hung = int((beacon / "rank1").read_text())
-    started = time.monotonic()
     assert job.wait(150) != 0
-    assert time.monotonic() - started >= 10, "ended before the timeout: something else stopped it"
+    assert "Timed out waiting 15000ms" in job.text()  # the configured timeout ended it, nothing else
     deadline = time.monotonic() + 30
     while alive(hung) and time.monotonic() < deadline:
         time.sleep(0.2)
