@@ -272,6 +272,15 @@ def test_an_ensemble_of_a_checkpoint_with_itself_equals_the_checkpoint(run, tmp_
                               atol=1e-6)
 
 
+def test_validate_reports_too_and_center_is_the_plain_loader(run, tmp_path):
+    assert main(["validate", "--config", str(run["config"]), "--ckpt_path", str(run["ckpt"]), "--eval.report_dir",
+                 str(tmp_path)]) == 0
+    got = report(tmp_path / "validate.json")
+    assert got["stage"] == "validate" and got["samples"] == 37
+    assert got["crops"] == {"mode": "center", "per_image": 1, "scales": None, "mirror": None, "average": "prob",
+                            "on_tensors": False}
+
+
 def test_evaluator_metrics_leave_checkpoints_unchanged(run):
     state = torch.load(run["ckpt"], weights_only=True)["state_dict"]
     assert not any(k.startswith("evaluator.") for k in state)
