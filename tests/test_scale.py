@@ -251,6 +251,7 @@ def test_a_failed_save_leaves_the_previous_last_ckpt_intact(tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_saving_leaves_the_previous_last_ckpt_intact(tmp_path):
     script = f"""
 import os, signal, torch
