@@ -102,19 +102,12 @@ class ImageDataModule(L.LightningDataModule):
         transform = pipeline(self.train_spec, size, True) if split == "train" else self.eval_transform()
         return ArrayDataset(images, labels, transform)
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)  # seeded, reproducible order
-        if shuffle:  # training: split across ranks and resumable mid-epoch (datamodules/sampling.py)
-            return train_loader(self.dataset(split), self.batch_size, self.seed, num_workers=self.num_workers,
-                                pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-                                generator=generator)
-        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.persistent_workers, generator=generator,
-                          drop_last=shuffle and len(self.splits[split][0]) > self.batch_size)
-
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        """Shuffled, split across ranks and resumable mid-epoch (datamodules/sampling.py); evaluation
+        loaders are ``eval_loader``'s."""
+        return train_loader(self.dataset("train"), self.batch_size, self.seed, num_workers=self.num_workers,
+                            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                            generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.dataset("val"))
@@ -185,9 +178,6 @@ class ImageDataModule(L.LightningDataModule):
             images, targets = images[:-1], targets[:-1]
         return self._mix(images, targets)
 
-    # -- class names travel in the checkpoint --------------------------------------------------
+    # -- class names travel in the checkpoint (read back by pipeline/checkpoints.py) ---------------
     def state_dict(self) -> dict[str, Any]:
         return {"class_names": list(self.class_names)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.saved_class_names = list(state_dict.get("class_names", []))

@@ -246,18 +246,13 @@ class ImageFolderDataModule(ImageDataModule):
                 pass  # reported (or skipped) when the loader reaches it
         return cache
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        spec = self.train_spec if split == "train" else self.eval_spec
-        dataset = FolderDataset(self.items[split], pipeline(spec, self.image_size, split == "train"), self.channels,
-                                self.cache.get(split))
-        if shuffle:  # training: split across ranks and resumable mid-epoch (datamodules/sampling.py)
-            return train_loader(dataset, self.batch_size, self.seed, num_workers=self.num_workers,
-                                pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-                                collate_fn=collate, generator=torch.Generator().manual_seed(self.seed),
-                                worker_init_fn=_single_threaded)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers, collate_fn=collate,
-                          generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)
+    def train_dataloader(self) -> DataLoader:
+        dataset = FolderDataset(self.items["train"], pipeline(self.train_spec, self.image_size, True), self.channels,
+                                self.cache.get("train"))
+        return train_loader(dataset, self.batch_size, self.seed, num_workers=self.num_workers,
+                            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                            collate_fn=collate, generator=torch.Generator().manual_seed(self.seed),
+                            worker_init_fn=_single_threaded)
 
     # -- evaluation: every sample once, in order (see ImageDataModule.eval_loader) -------------
     def eval_dataset(self, split: str) -> FolderDataset:

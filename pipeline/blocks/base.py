@@ -58,6 +58,13 @@ def spatial_dims(in_shape: Shape, who: str, allowed: tuple[int, ...] = (1, 2, 3)
     return nd
 
 
+def positive(**values: float | None) -> None:
+    """The one check of a block's sizes: each named value (None = not given) must be above zero."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise BlockError(f"'{name}' must be positive, got {value}")
+
+
 def format_shape(shape: Shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 

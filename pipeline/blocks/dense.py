@@ -7,7 +7,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from ..errors import BlockError
-from .base import MAX_LAYERS, ActKind, Block, NormActConv, NormKind, Shape, spatial_dims
+from .base import MAX_LAYERS, ActKind, Block, NormActConv, NormKind, Shape, positive, spatial_dims
 from .registry import register
 
 
@@ -41,8 +41,7 @@ class Dense(Block):
     def __init__(self, in_shape: Shape, *, layers: int, growth: int, bn_size: int = 4, dropout: float = 0.0,
                  norm: NormKind = "batch", act: ActKind = "relu", memory_efficient: bool = False):
         super().__init__()
-        if layers <= 0 or growth <= 0 or bn_size <= 0:
-            raise BlockError(f"'layers', 'growth' and 'bn_size' must be positive, got {layers}, {growth}, {bn_size}")
+        positive(layers=layers, growth=growth, bn_size=bn_size)
         if layers > MAX_LAYERS:
             raise BlockError(f"'layers' must be at most {MAX_LAYERS}, got {layers}")
         if not 0.0 <= dropout < 1.0:

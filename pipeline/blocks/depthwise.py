@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, spatial_dims
+from .base import ActKind, Block, ConvNormAct, NormKind, Shape, positive, spatial_dims
 from .registry import register
 
 
@@ -16,9 +15,7 @@ class DepthwiseSeparable(Block):
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, kernel: int = 3, norm: NormKind = "batch",
                  act: ActKind = "relu", dilation: int = 1):
         super().__init__()
-        if out <= 0 or stride <= 0 or kernel <= 0 or dilation <= 0:
-            raise BlockError(f"'out', 'stride', 'kernel' and 'dilation' must be positive, got {out}, {stride}, "
-                             f"{kernel}, {dilation}")
+        positive(out=out, stride=stride, kernel=kernel, dilation=dilation)
         nd = spatial_dims(in_shape, "dwsep")
         cin = in_shape[0]
         self.depthwise = ConvNormAct(nd, cin, cin, kernel, stride, dilation=dilation, groups=cin, norm=norm, act=act)
@@ -36,9 +33,7 @@ class InvertedResidual(Block):
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, expand: int = 6, kernel: int = 3,
                  norm: NormKind = "batch", act: ActKind = "relu6"):
         super().__init__()
-        if out <= 0 or stride <= 0 or expand <= 0 or kernel <= 0:
-            raise BlockError(f"'out', 'stride', 'expand' and 'kernel' must be positive, got {out}, {stride}, "
-                             f"{expand}, {kernel}")
+        positive(out=out, stride=stride, expand=expand, kernel=kernel)
         nd = spatial_dims(in_shape, "inverted")
         cin = in_shape[0]
         hidden = cin * expand

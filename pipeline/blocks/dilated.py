@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
-from .base import MAX_LAYERS, ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, spatial_dims
+from .base import MAX_LAYERS, ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, positive, spatial_dims
 from .registry import register
 from .residual import make_shortcut
 
@@ -21,8 +21,7 @@ class DilatedResidual(Block):
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dilation: int = 1, dilation2: int | None = None,
                  residual: bool = True, norm: NormKind = "batch", act: ActKind = "relu"):
         super().__init__()
-        if out <= 0 or stride <= 0 or dilation <= 0 or (dilation2 is not None and dilation2 <= 0):
-            raise BlockError("'out', 'stride' and the dilations must be positive")
+        positive(out=out, stride=stride, dilation=dilation, dilation2=dilation2)
         nd = spatial_dims(in_shape, "dilated_residual")
         self.conv1 = ConvNormAct(nd, in_shape[0], out, 3, stride, dilation=dilation, norm=norm, act=act)
         self.conv2 = ConvNormAct(nd, out, out, 3, 1, dilation=dilation2 or dilation, norm=norm, act="none")
@@ -66,10 +65,7 @@ class WaveNet(Block):
                  skip: int | None = None, kernel: int = 2, dilation_base: int = 2, act_out: ActKind = "relu"):
         super().__init__()
         spatial_dims(in_shape, "wavenet", (1,))
-        if layers <= 0 or stacks <= 0 or kernel <= 0 or dilation_base <= 0:
-            raise BlockError("'layers', 'stacks', 'kernel' and 'dilation_base' must be positive")
-        if (channels is not None and channels <= 0) or (skip is not None and skip <= 0):
-            raise BlockError(f"'channels' and 'skip' must be positive, got {channels}, {skip}")
+        positive(layers=layers, stacks=stacks, kernel=kernel, dilation_base=dilation_base, channels=channels, skip=skip)
         if layers * stacks > MAX_LAYERS:
             raise BlockError(f"'layers' x 'stacks' must be at most {MAX_LAYERS}, got {layers} x {stacks}")
         if max(kernel - 1, 1) * dilation_base ** (layers - 1) > MAX_DILATION:

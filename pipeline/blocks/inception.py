@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, spatial_dims
+from .base import ActKind, Block, ConvNormAct, NormKind, Shape, positive, spatial_dims
 from .registry import register
 
 
@@ -21,9 +21,7 @@ class Inception(Block):
                  b3_kernel: int = 5, norm: NormKind = "batch", norm_eps: float = 1e-3, act: ActKind = "relu",
                  pool_ceil: bool = True):
         super().__init__()
-        widths = (b1, *b2, *b3, b4)
-        if any(w <= 0 for w in widths):
-            raise BlockError(f"inception widths must be positive, got b1={b1}, b2={list(b2)}, b3={list(b3)}, b4={b4}")
+        positive(b1=b1, **{f"b2[{i}]": w for i, w in enumerate(b2)}, **{f"b3[{i}]": w for i, w in enumerate(b3)}, b4=b4)
         if b3_kernel % 2 == 0:
             raise BlockError(f"'b3_kernel' must be odd, got {b3_kernel}")
         nd = spatial_dims(in_shape, "inception", (2,))

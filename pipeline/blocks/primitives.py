@@ -7,14 +7,9 @@ import torch
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, format_shape, norm_layer, pool_layer, spatial_dims
+from .base import (ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, format_shape, norm_layer, pool_layer,
+                   positive, spatial_dims)
 from .registry import register
-
-
-def _positive(**values: float) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise BlockError(f"'{name}' must be positive, got {value}")
 
 
 @register("conv")
@@ -24,7 +19,7 @@ class Conv(ConvNormAct):
     def __init__(self, in_shape: Shape, *, out: int, kernel: int = 3, stride: int = 1, padding: int | None = None,
                  dilation: int = 1, groups: int = 1, norm: NormKind = "batch", act: ActKind = "relu",
                  bias: bool | None = None, norm_eps: float = 1e-5):
-        _positive(out=out, kernel=kernel, stride=stride, dilation=dilation, groups=groups)
+        positive(out=out, kernel=kernel, stride=stride, dilation=dilation, groups=groups)
         if padding is not None and padding < 0:
             raise BlockError(f"'padding' must be >= 0, got {padding}")
         nd = spatial_dims(in_shape, "conv")
@@ -37,7 +32,7 @@ class Norm(Block):
 
     def __init__(self, in_shape: Shape, *, kind: NormKind = "batch", eps: float = 1e-5, groups: int = 32):
         super().__init__()
-        _positive(eps=eps, groups=groups)
+        positive(eps=eps, groups=groups)
         self.norm = norm_layer(kind, in_shape[0], len(in_shape) - 1, eps, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,7 +58,7 @@ class _Pool(Block):
     def __init__(self, in_shape: Shape, *, kernel: int, stride: int | None = None, padding: int = 0,
                  ceil: bool = False, **extra):
         super().__init__()
-        _positive(kernel=kernel, stride=stride)
+        positive(kernel=kernel, stride=stride)
         if not 0 <= padding <= kernel // 2:
             raise BlockError(f"'padding' must be between 0 and kernel/2 = {kernel // 2}, got {padding}")
         nd = spatial_dims(in_shape, f"{self.kind}pool")
@@ -102,7 +97,7 @@ class AdaptivePool(Block):
 
     def __init__(self, in_shape: Shape, *, size: int, kind: Literal["avg", "max"] = "avg"):
         super().__init__()
-        _positive(size=size)
+        positive(size=size)
         nd = spatial_dims(in_shape, "adaptive_pool")
         layers = {"avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d),
                   "max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)}
@@ -133,7 +128,7 @@ class LRN(Block):
 
     def __init__(self, in_shape: Shape, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
         super().__init__()
-        _positive(size=size)
+        positive(size=size)
         spatial_dims(in_shape, "lrn")
         self.lrn = nn.LocalResponseNorm(size, alpha, beta, k)
 
@@ -172,7 +167,7 @@ class Linear(Block):
 
     def __init__(self, in_shape: Shape, *, out: int, bias: bool = True, act: ActKind = "none"):
         super().__init__()
-        _positive(out=out)
+        positive(out=out)
         if len(in_shape) != 1:
             raise BlockError(f"linear needs a flat input (C,), got {format_shape(in_shape)}; "
                              "add a 'flatten' or 'global_pool' node before it")

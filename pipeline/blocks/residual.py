@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, spatial_dims
+from .base import (ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, positive,
+                   spatial_dims)
 from .registry import register
 
 Shortcut = Literal["auto", "projection", "identity", "pad"]
@@ -48,8 +49,7 @@ def make_shortcut(kind: str, in_shape: Shape, out_channels: int, stride: int, no
 
 
 def _check(out: int, stride: int, dilation: int = 1, dropout: float = 0.0) -> None:
-    if out <= 0 or stride <= 0 or dilation <= 0:
-        raise BlockError(f"'out', 'stride' and 'dilation' must be positive, got {out}, {stride}, {dilation}")
+    positive(out=out, stride=stride, dilation=dilation)
     if not 0.0 <= dropout < 1.0:
         raise BlockError(f"'dropout' must be in [0, 1), got {dropout}")
 
@@ -117,8 +117,7 @@ class Bottleneck(_Residual):
         _check(out, stride, dilation)
         nd = spatial_dims(in_shape, "bottleneck")
         width = width or int(out // 4 * (base_width / 64)) * groups
-        if width <= 0:
-            raise BlockError(f"'width' must be positive, got {width}")
+        positive(width=width)
         self.conv1 = ConvNormAct(nd, in_shape[0], width, 1, norm=norm, act=act)
         self.conv2 = ConvNormAct(nd, width, width, 3, stride, dilation=dilation, groups=groups, norm=norm, act=act)
         self.conv3 = ConvNormAct(nd, width, out, 1, norm=norm, act="none")

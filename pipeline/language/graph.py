@@ -27,7 +27,7 @@ from ..blocks import BLOCKS, Block
 from ..blocks.base import format_shape
 from ..errors import ArchError, BlockError, Loc
 from .loader import LocDict, LocList, load_yaml_file, load_yaml_text
-from .model import Graph, GraphNet
+from .model import Graph, GraphNet, needed_nodes
 from .values import MAX_MAGNITUDE, Binding, Scope, close_matches, describe, resolve, type_hints
 
 Shape = tuple[int, ...]
@@ -86,8 +86,7 @@ class ModelPlan(GraphPlan):
     @property
     def inference_macs(self) -> int:
         """MACs of an eval-mode forward: auxiliary-only nodes are not run."""
-        from .model import schedule
-        needed = {s.name for s in schedule([(n.name, n.inputs, False) for n in self.nodes], (self.output,))}
+        needed = needed_nodes(((n.name, n.inputs) for n in self.nodes), (self.output,))
         return sum(n.macs for n in self.nodes if n.name in needed)
 
 
@@ -390,10 +389,8 @@ def _output(owner: LocDict | None, nodes: LocDict, shapes: dict, plans: list[Nod
 
 
 def _check_all_used(plans: list[NodePlan], nodes: LocDict, output: str, prefix: str) -> None:
-    needed = {prefix + output} | {p.name for p in plans if p.aux is not None}
-    for plan in reversed(plans):
-        if plan.name in needed:
-            needed.update(plan.inputs)
+    needed = needed_nodes(((p.name, p.inputs) for p in plans),
+                          {prefix + output} | {p.name for p in plans if p.aux is not None})
     for plan in plans:
         if plan.name not in needed:
             raise ArchError("node is not used: no output depends on it (remove it, or read it with 'from')",

@@ -1,7 +1,7 @@
 """The runtime graph: an nn.Module that runs named nodes in order, keeping only live outputs."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -31,12 +31,18 @@ class Step(NamedTuple):
     free: tuple[str, ...]  # outputs no later step needs: dropped to save memory
 
 
-def schedule(order: list[tuple[str, tuple[str, ...], bool]], outputs: tuple[str, ...]) -> tuple[Step, ...]:
-    """Steps needed for ``outputs`` (ancestors only), each told which values it can free."""
+def needed_nodes(order: Iterable[tuple[str, Sequence[str]]], outputs: Iterable[str]) -> set[str]:
+    """The nodes ``outputs`` depend on (themselves included); ``order`` is (name, inputs) in graph order."""
     needed = set(outputs)
-    for name, inputs, _ in reversed(order):
+    for name, inputs in reversed(list(order)):
         if name in needed:
             needed.update(inputs)
+    return needed
+
+
+def schedule(order: list[tuple[str, tuple[str, ...], bool]], outputs: tuple[str, ...]) -> tuple[Step, ...]:
+    """Steps needed for ``outputs`` (ancestors only), each told which values it can free."""
+    needed = needed_nodes(((n, i) for n, i, _ in order), outputs)
     kept = [(n, i, m) for n, i, m in order if n in needed]
     last_use: dict[str, int] = {}
     for index, (name, inputs, _) in enumerate(kept):
