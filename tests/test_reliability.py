@@ -1,0 +1,179 @@
+"""Hostile input: image bombs, undecodable files, diverging training, bad arguments, bad checkpoints.
+
+Every case a user can cause ends in one line naming the file or option and what was expected, exit
+status 2 and no traceback (or, for bad images under skip_bad, a completed run that reports them).
+The corpus is generated here; bombs are a header declaring a huge image and a few bytes of data.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datamodules import DataError, ImageFolderDataModule, verify_image_folder
+from datamodules import decode as decoding
+from datamodules.decode import BadImage, decode, read_header
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the corpus
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(path: Path, width: int = 40000, height: int = 40000) -> Path:
+    """A PNG whose header declares width x height grey pixels, followed by one compressed row of zeros:
+    a few hundred bytes on disk, 1.6 GB (40000^2) if a decoder allocated what the header says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = zlib.compress(b"\0" * (width + 1), 9)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", row) + _chunk(b"IEND", b""))
+    return path
+
+
+def jpeg_bomb(path: Path, width: int = 60000, height: int = 60000) -> Path:
+    """A real 8x8 JPEG whose frame header (SOF0) is patched to declare width x height."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (90, 20, 200)).save(path, "JPEG", quality=90)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def png(path: Path, size=(12, 10), value: int = 128) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (value, 255 - value, value // 2)).save(path)
+    return path
+
+
+def tiny_arch(tmp_path: Path, channels: int = 3, classes: int = 2, side: int = 8) -> str:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(f"input: [{channels}, {side}, {side}]\nvars: {{classes: {classes}}}\nnodes:\n"
+                    "  c: {block: conv, out: 4}\n  p: global_pool\n  fc: {block: linear, out: classes}\n")
+    return str(path)
+
+
+@pytest.fixture
+def bomb_folder(tmp_path) -> Path:
+    """Two classes of small PNGs, plus a PNG bomb in one and a JPEG bomb in the other."""
+    root = tmp_path / "imgs"
+    for c, name in enumerate(("a", "b")):
+        for i in range(4):
+            png(root / name / f"{i}.png", value=40 + 150 * c)
+    png_bomb(root / "a" / "bomb.png")
+    jpeg_bomb(root / "b" / "bomb.jpg")
+    return root
+
+
+def fit_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", str(ROOT / "lightning_config.yaml"), "--data", "datamodules.ImageFolderDataModule",
+            "--data.root", str(root), "--data.image_size", "8", "--data.batch_size", "4",
+            "--data.val_fraction", "0.0", "--data.train_transforms", "none", "--model.arch", tiny_arch(tmp_path),
+            "--model.channels_last", "false", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
+            "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false",
+            *extra]
+
+
+def one_line(err: str) -> str:
+    """The last line of stderr, after checking that no traceback came before it."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines, "nothing on stderr"
+    return lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded decoding
+
+
+@pytest.mark.parametrize("make, size", [(png_bomb, "40000x40000"), (jpeg_bomb, "60000x60000")])
+def test_a_bomb_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch, make, size):
+    bomb = make(tmp_path / "bomb.img")
+    assert bomb.stat().st_size < 2000
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a decoder ran on a file whose header is over the limit")
+
+    monkeypatch.setattr(decoding.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    with pytest.raises(BadImage) as err:
+        decode(bomb, 3)
+    assert str(err.value).startswith(f"{bomb}: image too large: {size}")
+    assert "max_pixels" in str(err.value)
+
+
+def test_the_pixel_limit_is_configurable(tmp_path):
+    image = png(tmp_path / "x.png", size=(12, 10))
+    assert decode(image, 3).shape == (10, 12, 3)
+    assert read_header(image).pixels == 120
+    with pytest.raises(BadImage, match=r"12x10 = 120 pixels, the limit is 119"):
+        decode(image, 3, max_pixels=119)
+    # above PIL's own hard stop (2 x 89.5 megapixels) the header is still read, not refused by PIL
+    assert read_header(png_bomb(tmp_path / "b.png", 20000, 10000), max_pixels=300_000_000).pixels == 200_000_000
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("boom"), MemoryError(), ValueError("odd"), KeyError("k")])
+def test_any_decoder_failure_becomes_a_bad_file_naming_it(tmp_path, monkeypatch, failure):
+    image = png(tmp_path / "x.png")
+
+    def fails(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(decoding.cv2, "imdecode", fails)
+    with pytest.raises(BadImage) as err:
+        decode(image, 3)
+    assert str(err.value).startswith(f"{image}: cannot decode: {type(failure).__name__}")
+
+
+def test_verify_lists_bombs_with_their_paths(bomb_folder):
+    problems = dict(verify_image_folder(bomb_folder))
+    assert set(problems) == {str(bomb_folder / "a" / "bomb.png"), str(bomb_folder / "b" / "bomb.jpg")}
+    assert all(reason.startswith("image too large") for reason in problems.values())
+    dm = ImageFolderDataModule(str(bomb_folder), verify=True)
+    with pytest.raises(DataError, match=r"^2 bad file\(s\)"):
+        dm.setup()
+
+
+def test_in_memory_caching_leaves_bombs_to_the_loader(bomb_folder):
+    dm = ImageFolderDataModule(str(bomb_folder), image_size=8, val_fraction=0.0, train_transforms="none")
+    dm.setup()
+    assert len(dm.items["train"]) == 10 and len(dm.cache["train"]) == 8  # cached: every image but the bombs
+    dataset = dm.loader("train", shuffle=False).dataset
+    bad = [dataset[i][2] for i in range(len(dataset)) if dataset[i][2]]
+    assert len(bad) == 2 and all("image too large" in b for b in bad)
+
+
+@pytest.mark.slow
+def test_fit_on_a_bomb_folder_names_the_file_and_exits_2(bomb_folder, tmp_path, capsys):
+    assert main(fit_args(bomb_folder, tmp_path)) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "bomb." in line and "image too large" in line and "skip_bad" in line
+
+
+@pytest.mark.slow
+def test_fit_with_skip_bad_completes_and_reports_the_bombs(bomb_folder, tmp_path, capsys):
+    with pytest.warns(UserWarning, match="skipped") as warned:
+        assert main(fit_args(bomb_folder, tmp_path, "--data.skip_bad", "true")) == 0
+    reported = " ".join(str(w.message) for w in warned)
+    assert "bomb.png: cannot decode image (image too large" in reported and "bomb.jpg" in reported
+    assert "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_fit_with_verify_lists_the_bombs_and_exits_2(bomb_folder, tmp_path, capsys):
+    assert main(fit_args(bomb_folder, tmp_path, "--data.verify", "true")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "2 bad file(s)" in err
+    assert f"{bomb_folder / 'a' / 'bomb.png'}: image too large: 40000x40000" in err
