@@ -177,3 +177,63 @@ def test_fit_with_verify_lists_the_bombs_and_exits_2(bomb_folder, tmp_path, caps
     err = capsys.readouterr().err
     assert "Traceback" not in err and "2 bad file(s)" in err
     assert f"{bomb_folder / 'a' / 'bomb.png'}: image too large: 40000x40000" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# the NaN guard: no checkpoint with non-finite values, and the truth about the last finite one
+
+
+def _diverging_run(tmp_path: Path, poison=None, every_n_steps: int = 1, lr: float = 0.05, epochs: int = 2):
+    import lightning as L
+    import torch
+    from datamodules import SyntheticDataModule
+    from pipeline.training import ClassifierModule, TrainingDiverged
+    from pipeline.training.fault import FaultTolerance
+
+    arch = tmp_path / "bn.yaml"
+    arch.write_text("input: [3, 8, 8]\nvars: {classes: 4}\nnodes:\n  stem: {block: conv, out: 8}\n"
+                    "  pool: global_pool\n  fc: {block: linear, out: classes}\n")
+
+    class Poison(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if poison is not None and trainer.global_step == 3:
+                with torch.no_grad():
+                    poison(module, trainer)
+
+    torch.manual_seed(0)
+    model = ClassifierModule(str(arch), num_classes=4, optimizer={"name": "sgd", "lr": lr})
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=48, val_size=8, batch_size=8)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", enable_version_counter=False)
+    trainer = L.Trainer(max_epochs=epochs, callbacks=[Poison(), FaultTolerance(every_n_steps=every_n_steps), ckpt],
+                        logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    with pytest.raises(TrainingDiverged) as err:
+        trainer.fit(model, data)
+    return str(err.value), tmp_path / "ckpt" / "last.ckpt"
+
+
+def _all_finite(path: Path) -> tuple[bool, int]:
+    import torch
+    from pipeline.training.fault import nonfinite
+
+    state = torch.load(path, weights_only=True)
+    return not nonfinite({"s": state["state_dict"], "o": state["optimizer_states"]}), state["global_step"]
+
+
+@pytest.mark.parametrize("what, poison", [
+    ("net.stem.norm.running_var", lambda m, t: m.net.stem.norm.running_var.fill_(float("inf"))),
+    ("optimizer_states.0.state", lambda m, t: next(iter(t.optimizers[0].state.values()))["momentum_buffer"]
+     .fill_(float("nan"))),
+])
+def test_a_checkpoint_with_non_finite_state_is_never_written(tmp_path, what, poison):
+    message, last = _diverging_run(tmp_path, poison)
+    assert f"non-finite values (NaN or inf) in {what}" in message
+    assert "at step 3" in message and "that checkpoint was not written" in message
+    assert f"the last finite checkpoint is {last} (step 2)" in message
+    assert _all_finite(last) == (True, 2)
+
+
+def test_divergence_before_any_checkpoint_says_there_is_none(tmp_path):
+    message, last = _diverging_run(tmp_path, every_n_steps=0, lr=1e6, epochs=1)
+    assert "nothing to resume from" in message and "last finite checkpoint is" not in message
+    assert not last.exists()

@@ -26,6 +26,72 @@ from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss, weights, buffers or optimizer state became NaN or infinite. Raised before such a state
+    is written; the message says which checkpoint is the last finite one, or that there is none."""
+
+
+def nonfinite(tree: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in ``tree`` (nested dicts and lists) holding NaN or inf."""
+    if isinstance(tree, torch.Tensor):
+        if (tree.is_floating_point() or tree.is_complex()) and not bool(torch.isfinite(tree).all()):
+            return [prefix or "tensor"]
+        return []
+    found: list[str] = []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, value in items:
+        found += nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def refuse_nonfinite(checkpoint: dict[str, Any], trainer: L.Trainer) -> None:
+    """Called before every save (``on_save_checkpoint``): weights, buffers (EMA included) and
+    optimizer state must be finite, or nothing is written and training stops."""
+    bad = nonfinite(checkpoint.get("state_dict", {})) + \
+        nonfinite(checkpoint.get("optimizer_states", []), "optimizer_states")
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise TrainingDiverged(f"non-finite values (NaN or inf) in {names} at step {checkpoint.get('global_step')} "
+                               f"(epoch {checkpoint.get('epoch')}): that checkpoint was not written; "
+                               f"{last_finite_message(trainer)}")
+
+
+def _checkpoints_of_this_run(trainer: L.Trainer) -> set[str]:
+    """The checkpoints this run wrote (or resumed from), as the callbacks that wrote them know them."""
+    paths = {str(trainer.ckpt_path)} if trainer.ckpt_path else set()
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            paths |= {callback.last_model_path, callback.best_model_path, *callback.best_k_models}
+        elif isinstance(callback, FaultTolerance) and callback._saved_step >= 0:
+            paths.add(str(callback.last_path(trainer)))
+    return {p for p in paths if p and Path(p).is_file()}
+
+
+def last_finite_checkpoint(trainer: L.Trainer) -> tuple[Path, int] | None:
+    """The newest (by step) checkpoint of this run whose tensors are all finite, read back from disk."""
+    found: tuple[Path, int] | None = None
+    for path in sorted(_checkpoints_of_this_run(trainer)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            step = int(state["global_step"])
+        except Exception:  # unreadable or not a Lightning checkpoint: not one to resume from
+            continue
+        if (found is None or step > found[1]) and not nonfinite({"state_dict": state.get("state_dict", {}),
+                                                                  "optimizer_states": state.get("optimizer_states", [])}):
+            found = (Path(path), step)
+    return found
+
+
+def last_finite_message(trainer: L.Trainer) -> str:
+    found = last_finite_checkpoint(trainer)
+    if found is None:
+        return "no checkpoint with finite values was written by this run: nothing to resume from (start again " \
+               "with a lower learning rate)"
+    path, step = found
+    return f"the last finite checkpoint is {path} (step {step}): resume from it with --ckpt_path {path} and a " \
+           "lower learning rate"
+
+
 class Preempted(SystemExit):
     """The run stopped on a signal after saving ``last.ckpt``; exit status 0 (resume with ``--ckpt_path last``)."""
 

@@ -15,13 +15,10 @@ from torch import nn
 from ..errors import ArchError
 from ..evaluation.ensemble import Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
+from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
 from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; raised before the bad state can be checkpointed."""
 
 
 def classification_loss(output: torch.Tensor | TrainOutput, target: torch.Tensor, label_smoothing: float = 0.0
@@ -168,11 +165,14 @@ class ClassifierModule(L.LightningModule):
         loss, parts = classification_loss(self.net(self._layout(images)), target, self.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                                   "the last good checkpoint is intact: resume from it with a lower learning rate")
+                                   f"{last_finite_message(self.trainer)}")
         # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        refuse_nonfinite(checkpoint, self.trainer)  # a checkpoint to resume from must be finite
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
