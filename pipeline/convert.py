@@ -85,8 +85,9 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt or non-weights file: say which and why, once
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConversionError(f"{path}: not a readable state dict ({type(err).__name__}: {reason})") from None
+        from .user_errors import load_failure
+
+        raise ConversionError(f"{path}: {load_failure(err)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

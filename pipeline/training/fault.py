@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,17 @@ class FaultTolerance(L.Callback):
             self._save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.is_global_zero:
+            # before on_train_start (the sanity check) Lightning's handler has the signal, and it
+            # would end the run silently with status 0: say what that means
+            when = "during the sanity check" if trainer.sanity_checking else f"at step {trainer.global_step}"
+            if trainer.global_step == 0 and not trainer.ckpt_path:
+                message = f"SIGTERM {when}: nothing was trained and no checkpoint was written; run the same " \
+                          "command to start again"
+            else:
+                message = f"SIGTERM {when}, outside a training batch: stopped without writing a checkpoint; " \
+                          "resume from the last one with --ckpt_path last"
+            print(message, file=sys.stderr, flush=True)
         launcher = trainer.strategy.launcher
         if not isinstance(exception, Preempted) and isinstance(launcher, _SubprocessScriptLauncher):
             # the ranks this process launched (`--trainer.devices N` without torchrun or SLURM) would

@@ -17,6 +17,7 @@ from ..evaluation.ensemble import Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
 from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
 from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
+from .preflight import check_same_net
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ArchError(f"init_from: weights file not found: {path}")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        from ..user_errors import load_failure
+
+        raise ArchError(f"init_from {path}: {load_failure(err)}") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):  # a Lightning checkpoint
         return {k[len("net."):]: v for k, v in raw["state_dict"].items() if k.startswith("net.")}
     return load_state_file(path)
@@ -97,12 +103,17 @@ class ClassifierModule(L.LightningModule):
                                    "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
                                    "channels_last": channels_last, "compile": compile})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
+        if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
+            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
         overrides = dict(vars or {})
         if num_classes is not None:
             overrides["classes"] = num_classes
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
         self.net = materialize(plan)
         self.num_classes = int(plan.out_shape[0])
+        if self.num_classes < 2:
+            raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
+                            "(model.num_classes, or the file's 'classes' variable)")
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
@@ -170,6 +181,9 @@ class ClassifierModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
         return loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_same_net(checkpoint, self.net, self.hparams.arch)  # one line, not Lightning's size-mismatch dump
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         refuse_nonfinite(checkpoint, self.trainer)  # a checkpoint to resume from must be finite
