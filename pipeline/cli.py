@@ -116,8 +116,11 @@ def import_weights(argv: list[str]) -> int:
     from .convert import convert_state_dict, load_converted, reference_state_dict, save_atomic
     from .language import build_model
 
+    from .export import net_weights
+
     model = build_model(args.arch, **parse_vars(args.var))
-    state = convert_state_dict(reference_state_dict(name, args.from_file), model, name)
+    source = reference_state_dict(name, args.from_file)
+    state = convert_state_dict(net_weights(source)[0] if args.from_file else source, model, name)
     load_converted(model, state)  # proves the result loads before anything is written
     save_atomic(model.state_dict(), args.output)
     print(f"wrote {args.output}: {len(state)} tensors from torchvision '{name}' into {args.arch}")
@@ -136,18 +139,22 @@ def export(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     writable_file(args.output, "-o")
     from .convert import ConversionError, load_converted, load_state_file
-    from .export import export as write
+    from .export import export as write, net_weights
     from .language import build_model
 
     model = build_model(args.arch, parse_shape(args.input), **parse_vars(args.var))
+    what = "random weights"
     if args.weights:
         try:
-            load_converted(model, load_state_file(args.weights))
+            state, what = net_weights(load_state_file(args.weights))  # a state dict, or fit's checkpoint
+            load_converted(model, state)
         except ConversionError as err:
             raise ConversionError(err.message if err.message.startswith(args.weights) else
                                   f"{args.weights}: {err.message}") from None
+        what = f"{what} of {args.weights}"
     path = write(model, args.format, args.output)
-    print(f"wrote {path} ({args.format}, input {'x'.join(map(str, model.input_shape))}, batch dimension dynamic)")
+    print(f"wrote {path} ({args.format}, {what}, input {'x'.join(map(str, model.input_shape))}, "
+          "batch dimension dynamic)")
     return 0
 
 

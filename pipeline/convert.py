@@ -9,7 +9,7 @@ heads last), a short table says which top-level modules come where.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -116,9 +116,10 @@ def save_atomic(state: dict[str, torch.Tensor], path: str | Path) -> None:
     """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # not mkstemp: its files are 0600; this one gets the usual permissions (0666 less the umask)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())

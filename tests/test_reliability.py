@@ -225,8 +225,10 @@ def _all_finite(path: Path) -> tuple[bool, int]:
     ("optimizer_states.0.state", lambda m, t: next(iter(t.optimizers[0].state.values()))["momentum_buffer"]
      .fill_(float("nan"))),
 ])
-def test_a_checkpoint_with_non_finite_state_is_never_written(tmp_path, what, poison):
-    message, last = _diverging_run(tmp_path, poison)
+def test_a_checkpoint_with_non_finite_state_is_never_written(tmp_path, caplog, what, poison):
+    with caplog.at_level("INFO"):
+        message, last = _diverging_run(tmp_path, poison)
+    assert "weights_only` was not set" not in caplog.text  # mid-epoch saves say what they write
     assert f"non-finite values (NaN or inf) in {what}" in message
     assert "at step 3" in message and "that checkpoint was not written" in message
     assert f"the last finite checkpoint is {last} (step 2)" in message
@@ -237,3 +239,156 @@ def test_divergence_before_any_checkpoint_says_there_is_none(tmp_path):
     message, last = _diverging_run(tmp_path, every_n_steps=0, lr=1e6, epochs=1)
     assert "nothing to resume from" in message and "last finite checkpoint is" not in message
     assert not last.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# one line, exit 2, before any work: the user's mistakes of every subcommand
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """Checkpoints and files a hostile or careless user could pass: a real checkpoint of another net
+    (with EMA weights), a plain state dict, a truncated file, a pickle that would run code, binary junk,
+    and a regular file where a folder is expected."""
+    import os
+
+    import lightning as L
+    import torch
+    from datamodules import SyntheticDataModule
+    from pipeline.training import ClassifierModule
+
+    root = tmp_path_factory.mktemp("corpus")
+    arch = tiny_arch(root, classes=4)
+    model = ClassifierModule(arch, num_classes=4, ema_decay=0.5)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=16, batch_size=8))
+    trainer.save_checkpoint(root / "other_net.ckpt")
+    torch.save(model.net.state_dict(), root / "state_dict.pt")
+    data = (root / "state_dict.pt").read_bytes()
+    (root / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("echo this must never run",))
+
+    torch.save({"state_dict": RunsCode()}, root / "pickle.ckpt")
+    (root / "binary.yaml").write_bytes(bytes(range(256)) * 8)
+    (root / "a_file").write_text("not a folder")
+    return {"arch": Path(arch), "root": root, **{p.stem: p for p in root.iterdir()}}
+
+
+FIT = ["fit", "--config", str(ROOT / "lightning_config.yaml"), "--trainer.fast_dev_run", "true"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--ckpt_path", "{root}/missing.ckpt"], "error: --ckpt_path {root}/missing.ckpt: checkpoint not found"),
+    (["--ckpt_path", "{truncated}"], "error: --ckpt_path {truncated}: truncated or corrupt"),
+    (["--ckpt_path", "{root}"], "error: --ckpt_path {root}: is a folder, expected a checkpoint file"),
+    (["--ckpt_path", "{state_dict}"], "error: --ckpt_path {state_dict}: not a Lightning checkpoint"),
+    (["--ckpt_path", "{pickle}"], "error: --ckpt_path {pickle}: refused: the file asks to build the Python object"),
+    (["--ckpt_path", "{other_net}"], "error: --ckpt_path {other_net} is a checkpoint of {arch} (vars {{}}), the "
+                                     "config's model is architectures/digits_aux.yaml"),
+    (["--model.init_from", "{truncated}"], "init_from {truncated}: truncated or corrupt"),
+    (["--model.init_from", "{pickle}"], "init_from {pickle}: refused"),
+    (["--data.init_args.batch_size", "0"], "data.batch_size: expected a positive number of samples per batch, got 0"),
+    (["--data.init_args.batch_size", "-3"], "data.batch_size: expected a positive number"),
+    (["--model.optimizer.lr", "-0.1"], "model.optimizer.lr: expected a learning rate >= 0, got -0.1"),
+    (["--config", "{binary}"], "error: --config {binary}: not a YAML text file (binary content at byte 0)"),
+    (["--trainer.default_root_dir", "{a_file}/run"], "error: --trainer.default_root_dir {a_file}/run: {a_file} is a "
+                                                     "file, not a folder"),
+])
+def test_training_mistakes_are_one_line_and_exit_2(corpus, monkeypatch, capsys, args, expected):
+    monkeypatch.chdir(ROOT)
+    names = {k: str(v) for k, v in corpus.items()}
+    assert main(FIT + [a.format(**names) for a in args]) == 2
+    assert one_line(capsys.readouterr().err).startswith(expected.format(**names))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["export", "{arch}", "--format", "onnx", "-o", "{a_file}/x.onnx"], "error: -o {a_file}/x.onnx: {a_file} is a file"),
+    (["import-weights", "torchvision:resnet18", "{arch}", "-o", "{a_file}/x.pt", "--from-file", "{state_dict}"],
+     "error: -o {a_file}/x.pt: {a_file} is a file"),
+    (["summary", "{arch}", "--graph", "{a_file}/g.svg"], "error: --graph {a_file}/g.svg: {a_file} is a file"),
+    (["import-weights", "torchvision:nosuchnet", "{arch}", "-o", "{root}/x.pt", "--from-file", "{state_dict}"],
+     "error: unknown torchvision model 'nosuchnet'"),
+    (["export", "{arch}", "--weights", "{pickle}", "--format", "onnx", "-o", "{root}/x.onnx"],
+     "{pickle}: refused: the file asks to build the Python object"),
+    (["export", "{arch}", "--weights", "{truncated}", "--format", "onnx", "-o", "{root}/x.onnx"],
+     "{truncated}: truncated or corrupt"),
+])
+def test_tool_mistakes_are_one_line_and_exit_2(corpus, capsys, args, expected):
+    names = {k: str(v) for k, v in corpus.items()}
+    assert main([a.format(**names) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert one_line(err).startswith(expected.format(**names)) and "weights_only=False" not in err
+
+
+def test_export_reads_fits_checkpoints_and_prefers_the_ema_weights(corpus, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "net.pt"
+    assert main(["export", str(corpus["arch"]), "--weights", str(corpus["other_net"]), "--format", "torchscript",
+                 "-o", str(out)]) == 0
+    assert f"EMA weights of {corpus['other_net']}" in capsys.readouterr().out
+    state = torch.load(corpus["other_net"], weights_only=True)["state_dict"]
+    exported = torch.jit.load(str(out)).state_dict()
+    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    assert ema and all(torch.equal(exported[k], v) for k, v in ema.items())
+    assert any(not torch.equal(state[f"net.{k}"], v) for k, v in ema.items())  # the EMA is not the raw net
+
+
+def test_import_weights_reads_a_fit_checkpoint_and_respects_the_umask(corpus, tmp_path, capsys):
+    import os
+
+    import torch
+
+    out = tmp_path / "imported.pt"
+    old = os.umask(0o022)
+    try:
+        assert main(["import-weights", "torchvision:alexnet", str(corpus["arch"]), "-o", str(out),
+                     "--from-file", str(corpus["other_net"])]) == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+    state = torch.load(out, weights_only=True)
+    saved = torch.load(corpus["other_net"], weights_only=True)["state_dict"]
+    assert torch.equal(state["fc.fc.weight"], saved["ema.module.fc.fc.weight"])
+
+
+def test_a_folder_with_one_class_or_an_empty_class_is_refused(tmp_path):
+    for i in range(2):
+        png(tmp_path / "one" / "a" / f"{i}.png")
+    with pytest.raises(DataError, match=r"one: 1 class folder\(s\) with images \(a\); a classifier needs at least 2"):
+        ImageFolderDataModule(str(tmp_path / "one"))
+    (tmp_path / "one" / "b").mkdir()
+    with pytest.raises(DataError, match=r"one/b: empty class folder \(no files\)"):
+        ImageFolderDataModule(str(tmp_path / "one"))
+    png(tmp_path / "one" / "c" / "0.png")
+    with pytest.warns(UserWarning, match=r"left out 1 empty class folder"):
+        assert ImageFolderDataModule(str(tmp_path / "one"), skip_bad=True).class_names == ["a", "c"]
+
+
+def test_sigterm_during_the_sanity_check_says_nothing_was_trained(tmp_path, capsys):
+    import os
+    import signal
+
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from datamodules import SyntheticDataModule
+    from pipeline.training import ClassifierModule
+    from pipeline.training.fault import FaultTolerance
+
+    class Kill(L.Callback):
+        def on_validation_batch_start(self, trainer, *args):
+            if trainer.sanity_checking:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=2)
+    trainer = L.Trainer(max_epochs=1, callbacks=[Kill(), FaultTolerance(every_n_steps=1)], logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(SIGTERMException):
+        trainer.fit(model, SyntheticDataModule(num_classes=2, input_shape=(3, 8, 8), train_size=16, batch_size=8))
+    assert "SIGTERM during the sanity check: nothing was trained and no checkpoint was written" in \
+        capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -191,7 +191,9 @@ class FaultTolerance(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> Path:
         path = self.last_path(trainer)
-        trainer.save_checkpoint(path)  # every rank takes part; rank zero writes (atomically, see cli.py)
+        # every rank takes part; rank zero writes (atomically, see cli.py). A full checkpoint, said
+        # explicitly: Lightning logs "`weights_only` was not set" otherwise, which reads like unsafe loading
+        trainer.save_checkpoint(path, weights_only=False)
         self._saved_step = trainer.global_step
         return path
 
