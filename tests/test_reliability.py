@@ -392,3 +392,55 @@ def test_sigterm_during_the_sanity_check_says_nothing_was_trained(tmp_path, caps
     assert "SIGTERM during the sanity check: nothing was trained and no checkpoint was written" in \
         capsys.readouterr().err
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+# ---------------------------------------------------------------------------------------------
+# property: random bytes as images, checkpoints and configs never get past one line and exit 2
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"II*\x00", b"RIFF\x00\x00\x00\x00WEBP",
+         b"PK\x03\x04", b"\x80\x02"]  # image formats, then a zip and a pickle header (what torch.load reads)
+RANDOM = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(RANDOM, max_examples=60)
+@given(head=st.sampled_from(MAGIC), body=st.binary(max_size=600))
+def test_random_bytes_as_an_image_are_a_bad_file_naming_it(tmp_path, head, body):
+    path = tmp_path / "random.png"
+    path.write_bytes(head + body)
+    try:
+        image = decode(path, 3, max_pixels=10_000)
+    except BadImage as err:  # the only exception decode lets out
+        assert str(err).startswith(f"{path}: ") and err.reason
+    else:  # random bytes that happen to be an image: then a real one
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+@pytest.mark.slow
+@settings(RANDOM, max_examples=8)
+@given(kind=st.sampled_from(["ckpt_path", "init_from", "config", "weights", "image"]),
+       head=st.sampled_from(MAGIC), body=st.binary(min_size=1, max_size=400))
+def test_random_bytes_through_the_cli_exit_2_without_a_traceback(corpus, tmp_path, capsys, kind, head, body):
+    path = tmp_path / f"random_{kind}.bin"
+    path.write_bytes(head + body)
+    args = {"ckpt_path": FIT + ["--ckpt_path", str(path)], "init_from": FIT + ["--model.init_from", str(path)],
+            "config": ["fit", "--config", str(path)],
+            "weights": ["export", str(corpus["arch"]), "--weights", str(path), "--format", "onnx",
+                        "-o", str(tmp_path / "x.onnx")]}.get(kind)
+    if kind == "image":
+        folder = tmp_path / "imgs"
+        for c in ("a", "b"):
+            png(folder / c / "0.png")
+        (folder / "a" / "random.png").write_bytes(head + body)
+        args = fit_args(folder, tmp_path, "--data.verify", "true")
+    capsys.readouterr()
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "weights_only=False" not in err
+    if kind == "image" and rc == 0:
+        return  # the random bytes decoded: a valid image
+    assert rc == 2, err
+    line = one_line(err)
+    if kind != "config":  # jsonargparse words a text config that is not one; the file is named elsewhere
+        assert str(path if kind != "image" else folder / "a" / "random.png") in err, line
