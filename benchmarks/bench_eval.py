@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datamodules import ImageFolderDataModule  # noqa: E402
-from pipeline.evaluation import EvalConfig, prepare  # noqa: E402
+from pipeline.evaluation import EvalConfig, Evaluator, whole_image_side  # noqa: E402
 from pipeline.training import ClassifierModule  # noqa: E402
 
 TARGETS = {"ten": 10.5, "googlenet144": 150.0}
@@ -48,13 +48,15 @@ def make_folder(root: Path, images: int) -> Path:
 def evaluate(model: ClassifierModule, data: ImageFolderDataModule, mode: str, limit: int | None = None) -> float:
     """Seconds to evaluate the validation images (or ``limit`` batches) in ``mode``."""
     start = time.perf_counter()
-    prepare(model, data, EvalConfig(crops=mode))
+    config = EvalConfig(crops=mode)
+    evaluator = Evaluator(model.num_classes, config)
+    data.eval_resize = whole_image_side(config, model.eval_members(), data.input_shape)
     with torch.inference_mode():
         for i, batch in enumerate(data.val_dataloader()):
             if limit is not None and i >= limit:
                 break
             images, _ = data.on_after_batch_transfer(batch, 0)
-            model.evaluator.log_probs(model.eval_members(), images)
+            evaluator.log_probs(model.eval_members(), images)
     return time.perf_counter() - start
 
 
@@ -89,8 +91,7 @@ def main() -> None:
     base = statistics.median(times["center"]) if "center" in times else None
     for mode in args.modes:
         t = statistics.median(times[mode])
-        model.evaluator.config = EvalConfig(crops=mode)
-        crops = model.evaluator.crops_per_image(args.size)
+        crops = Evaluator(2, EvalConfig(crops=mode)).crops_per_image(args.size)
         ratio = f"{t / base:.2f}x" if base else "-"
         target = f"<= {TARGETS[mode]}x" if mode in TARGETS else ""
         print(f"| {mode} | {crops} | {t:.2f} | {args.images / t:.2f} | {ratio} | {target} |", flush=True)

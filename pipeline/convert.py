@@ -8,13 +8,12 @@ heads last), a short table says which top-level modules come where.
 """
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checkpoints import read_state_dict, save_atomic
 from .errors import ArchError
 
 # torchvision top-level module order where it differs from the YAML files' node order
@@ -78,21 +77,8 @@ def load_converted(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Modul
 
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a file, unpickled safely (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or non-weights file: say which and why, once
-        from .user_errors import load_failure
-
-        raise ConversionError(f"{path}: {load_failure(err)}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(f"{path}: expected a state dict (a mapping of names to tensors)")
-    return state
+    """A state dict from a file (or a Lightning checkpoint's), unpickled safely (``weights_only=True``)."""
+    return read_state_dict(path, "weights file", ConversionError)
 
 
 def reference_state_dict(name: str, from_file: str | Path | None = None) -> dict[str, torch.Tensor]:
@@ -112,18 +98,5 @@ def reference_state_dict(name: str, from_file: str | Path | None = None) -> dict
                               f"download them elsewhere and pass --from-file FILE.pth") from None
 
 
-def save_atomic(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # not mkstemp: its files are 0600; this one gets the usual permissions (0666 less the umask)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["ConversionError", "SOURCE_ORDER", "convert_state_dict", "load_converted", "load_state_file",
+           "reference_state_dict", "save_atomic"]

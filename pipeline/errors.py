@@ -1,6 +1,7 @@
 """The one error type for a user's mistake, always carrying where it was made."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -43,3 +44,12 @@ class BlockError(ValueError):
 
     Blocks do not know where they were declared; the builder adds file, line and node.
     """
+
+
+def close_matches(word: str, options) -> str:
+    """' (did you mean 'x'?)' or a list of the options, for error messages ('' when there are none)."""
+    options = sorted(str(o) for o in options)
+    near = difflib.get_close_matches(str(word), options, n=3, cutoff=0.6)
+    if near:
+        return " (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)"
+    return f"; known: {', '.join(options)}" if 0 < len(options) <= 40 else ""

@@ -61,13 +61,13 @@ def load_failure(err: BaseException) -> str:
     if "Weights only load failed" in text:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
-            return (f"refused: the file asks to build the Python object {found.group(1)}; checkpoints are read "
-                    "as tensors and plain values only, never as code")
-        return "not a checkpoint or weights file (unreadable as tensors and plain values)"
+            return (f"refused: it asks to build the Python object {found.group(1)}; files are read as tensors and "
+                    "plain values only, never as code")
+        return "not tensors and plain values"
     if "zip archive" in text or "central directory" in text or isinstance(err, EOFError):
-        return "truncated or corrupt (not a complete PyTorch file)"
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"not a readable checkpoint or weights file ({type(err).__name__}{': ' + line[:200] if line else ''})"
+        return "truncated or corrupt: not a complete PyTorch file"
+    line = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
 def report(command: Callable[[], int]) -> int:

@@ -19,9 +19,8 @@ from PIL import Image
 from datamodules import ImageFolderDataModule, SyntheticDataModule
 from datamodules.transforms import pipeline, shorter_side
 from pipeline.cli import main
-from pipeline.evaluation import (Crop, EnsembleModule, EvalConfig, EvaluationReport, Evaluator, Member, combine,
-                                 crop_boxes, load_member, make_crops, prepare)
-from pipeline.training import ClassifierModule
+from pipeline.evaluation import Crop, EvalConfig, EvaluationReport, Evaluator, Member, combine, crop_boxes, make_crops
+from pipeline.training import ClassifierModule, EnsembleModule, load_member, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 6  # top-5 needs more than 5
@@ -393,9 +392,9 @@ def folder_run(tmp_path_factory, run):
 
 def test_googlenet144_on_a_folder_of_mixed_aspect_ratios(folder_run, tmp_path):
     root = folder_run
-    model, _ = load_member(root / "last.ckpt")
+    model, _ = load_member(root / "last.ckpt", EvalConfig(crops="googlenet144", max_crops=300))
     data = ImageFolderDataModule(str(root / "my_images"), image_size=16, batch_size=4)
-    module = prepare(model, data, EvalConfig(crops="googlenet144", max_crops=300))
+    module = prepare(model, data)
     assert data.eval_resize == 25  # 352/224 x 16, the largest scale
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[EvaluationReport(tmp_path)])

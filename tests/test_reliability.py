@@ -283,14 +283,14 @@ FIT = ["fit", "--config", str(ROOT / "lightning_config.yaml"), "--trainer.fast_d
 
 @pytest.mark.parametrize("args, expected", [
     (["--ckpt_path", "{root}/missing.ckpt"], "error: --ckpt_path {root}/missing.ckpt: checkpoint not found"),
-    (["--ckpt_path", "{truncated}"], "error: --ckpt_path {truncated}: truncated or corrupt"),
+    (["--ckpt_path", "{truncated}"], "error: --ckpt_path {truncated}: not a readable checkpoint (truncated or corrupt"),
     (["--ckpt_path", "{root}"], "error: --ckpt_path {root}: is a folder, expected a checkpoint file"),
     (["--ckpt_path", "{state_dict}"], "error: --ckpt_path {state_dict}: not a Lightning checkpoint"),
-    (["--ckpt_path", "{pickle}"], "error: --ckpt_path {pickle}: refused: the file asks to build the Python object"),
+    (["--ckpt_path", "{pickle}"], "error: --ckpt_path {pickle}: not a readable checkpoint (refused: it asks to build the Python object"),
     (["--ckpt_path", "{other_net}"], "error: --ckpt_path {other_net} is a checkpoint of {arch} (vars {{}}), the "
                                      "config's model is architectures/digits_aux.yaml"),
-    (["--model.init_from", "{truncated}"], "init_from {truncated}: truncated or corrupt"),
-    (["--model.init_from", "{pickle}"], "init_from {pickle}: refused"),
+    (["--model.init_from", "{truncated}"], "init_from: {truncated}: not a readable weights file (truncated or corrupt"),
+    (["--model.init_from", "{pickle}"], "init_from: {pickle}: not a readable weights file (refused"),
     (["--data.init_args.batch_size", "0"], "data.batch_size: expected a positive number of samples per batch, got 0"),
     (["--data.init_args.batch_size", "-3"], "data.batch_size: expected a positive number"),
     (["--model.optimizer.lr", "-0.1"], "model.optimizer.lr: expected a learning rate >= 0, got -0.1"),
@@ -313,9 +313,9 @@ def test_training_mistakes_are_one_line_and_exit_2(corpus, monkeypatch, capsys, 
     (["import-weights", "torchvision:nosuchnet", "{arch}", "-o", "{root}/x.pt", "--from-file", "{state_dict}"],
      "error: unknown torchvision model 'nosuchnet'"),
     (["export", "{arch}", "--weights", "{pickle}", "--format", "onnx", "-o", "{root}/x.onnx"],
-     "{pickle}: refused: the file asks to build the Python object"),
+     "{pickle}: not a readable weights file (refused: it asks to build the Python object"),
     (["export", "{arch}", "--weights", "{truncated}", "--format", "onnx", "-o", "{root}/x.onnx"],
-     "{truncated}: truncated or corrupt"),
+     "{truncated}: not a readable weights file (truncated or corrupt"),
 ])
 def test_tool_mistakes_are_one_line_and_exit_2(corpus, capsys, args, expected):
     names = {k: str(v) for k, v in corpus.items()}

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import BlockError
+from ..checkpoints import read_state_dict
+from ..errors import BlockError, close_matches
 from .base import Block, Shape, spatial_dims
 from .registry import register
 
@@ -27,8 +28,6 @@ class Timm(Block):
 
         spatial_dims(in_shape, "timm", (2,))
         if not timm.is_model(model):
-            from ..language.values import close_matches
-
             raise BlockError(f"unknown timm model '{model}'{close_matches(model, timm.list_models())}")
         kwargs = {"in_chans": in_shape[0], "pretrained": False}
         if features_only:
@@ -40,10 +39,7 @@ class Timm(Block):
             self.load(weights)
 
     def load(self, path: str) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
-            raise BlockError(f"cannot read timm weights '{path}': {err}") from None
+        state = read_state_dict(path, "timm weights file", BlockError)
         own = self.net.state_dict()
         # the classifier, and stages a features-only model cut off, are not needed
         missing = [k for k in own if k not in state]

@@ -12,12 +12,15 @@ model together.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 REFERENCE_SIDE = 224
-MODES = ("center", "flip", "ten", "googlenet144")
+# the modes, listed once: the type is what the CLI checks and documents, MODES what code loops over
+CropMode = Literal["center", "flip", "ten", "googlenet144"]
+MODES: tuple[str, ...] = get_args(CropMode)
 DEFAULT_SCALES = {"center": (256,), "flip": (256,), "ten": (256,), "googlenet144": (256, 288, 320, 352)}
 MIRRORED = {"center": False, "flip": True, "ten": True, "googlenet144": True}
 

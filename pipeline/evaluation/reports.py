@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback
 
-from .ensemble import class_names_in, read_checkpoint
+from ..checkpoints import atomic_write, class_names_in, read_checkpoint
+from .evaluator import EvaluationData
 
 WORST_SHOWN = 10  # classes listed on stdout when there are too many for one screen
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def per_class(confusion: torch.Tensor, names: list[str]) -> list[dict[str, Any]]:
@@ -42,7 +31,7 @@ def write_confusion_csv(confusion: torch.Tensor, names: list[str], path: Path) -
             for name, row in zip(names, confusion.tolist()):
                 out.writerow([name, *row])
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_confusion_png(confusion: torch.Tensor, names: list[str], path: Path) -> None:
@@ -76,7 +65,7 @@ def write_confusion_png(confusion: torch.Tensor, names: list[str], path: Path) -
             tag = Image.new("RGB", (label_w, 12), "white")
             ImageDraw.Draw(tag).text((0, 0), name, fill="black", font=font)
             image.paste(tag.rotate(90, expand=True), (left + i * cell + (cell - 12) // 2, 24))
-    _atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def table(report: dict[str, Any]) -> str:
@@ -100,15 +89,21 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _data(trainer) -> EvaluationData | None:
+    data = trainer.datamodule
+    return data if isinstance(data, EvaluationData) else None
+
+
 def _class_names(trainer, module, count: int) -> list[str]:
-    for names in (getattr(module, "class_names", None), getattr(trainer.datamodule, "class_names", None)):
+    data = _data(trainer)
+    for names in (module.class_names, data.class_names if data is not None else None):
         if names and len(names) == count:
             return [str(n) for n in names]
     return [str(i) for i in range(count)]
 
 
 def _used_checkpoints(trainer, module) -> list[str]:
-    if hasattr(module, "checkpoints"):  # an EnsembleModule
+    if module.checkpoints:  # an ensemble's
         return list(module.checkpoints)
     return [str(trainer.ckpt_path)] if trainer.ckpt_path else []
 
@@ -154,6 +149,7 @@ class EvaluationReport(Callback):
             return
         confusion, evaluator = self.confusion, module.evaluator
         names = _class_names(trainer, module, len(confusion))
+        data = _data(trainer)
         logged = trainer.callback_metrics
         members = module.eval_members()
         cfg = evaluator.config
@@ -165,7 +161,7 @@ class EvaluationReport(Callback):
             "per_class": per_class(confusion, names),
             "crops": {"mode": cfg.crops, "per_image": evaluator.crops_per_image(members[0].size),
                       "scales": cfg.scales, "mirror": cfg.mirror, "average": cfg.average,
-                      "on_tensors": bool(getattr(trainer.datamodule, "eval_resize", None))},
+                      "on_tensors": bool(data is not None and data.eval_resize)},
             "checkpoints": _used_checkpoints(trainer, module), "weights": [m.weight for m in members],
             "input_sizes": [m.size for m in members], "world_size": trainer.world_size,
             "data": type(trainer.datamodule).__name__ if trainer.datamodule is not None else None,
@@ -175,7 +171,7 @@ class EvaluationReport(Callback):
         report["files"] = {k: str(v) for k, v in paths.items()}
         write_confusion_csv(confusion, names, paths["csv"])
         write_confusion_png(confusion, names, paths["png"])
-        _atomic_write(paths["json"], lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+        atomic_write(paths["json"], lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
         self.written = paths
         print(table(report) + f"\n  report: {paths['json']} (+ {paths['csv'].name}, {paths['png'].name})", flush=True)
 
@@ -214,11 +210,12 @@ class PredictionWriter(Callback):
         if not trainer.is_global_zero:
             return
         count = module.evaluator.num_classes
-        names = getattr(module, "class_names", None)
+        names = module.class_names
         if not names and trainer.ckpt_path:
             names = class_names_in(read_checkpoint(trainer.ckpt_path))
         names = names if names and len(names) == count else _class_names(trainer, module, count)
-        files = trainer.datamodule.predict_names() if hasattr(trainer.datamodule, "predict_names") else None
+        data = _data(trainer)
+        files = data.predict_names() if data is not None else None
         k = len(rows[0][1]) if rows else self.top_k
 
         def write(tmp: Path) -> None:
@@ -229,5 +226,5 @@ class PredictionWriter(Callback):
                     pairs = [x for label, p in zip(labels, values) for x in (names[label], f"{p:.6f}")]
                     out.writerow([files[index] if files else index, *pairs])
 
-        _atomic_write(self.path, write)
+        atomic_write(self.path, write)
         print(f"predictions: {self.path} ({len(rows)} rows, top {k})", flush=True)

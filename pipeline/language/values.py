@@ -16,7 +16,6 @@ node types; nothing is ever executed.
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 import operator
 import re
@@ -25,7 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
-from ..errors import ArchError, Loc
+from ..errors import ArchError, Loc, close_matches
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR_REF = re.compile(r"^\$\{(.*)\}$", re.S)
@@ -74,15 +73,6 @@ class Scope:
             out += [n for n in scope.bindings if n not in out]
             scope = scope.parent
         return out
-
-
-def close_matches(word: str, options) -> str:
-    """' (did you mean 'x'?)' or a list of the options, for error messages ('' when there are none)."""
-    options = sorted(str(o) for o in options)
-    near = difflib.get_close_matches(str(word), options, n=3, cutoff=0.6)
-    if near:
-        return " (did you mean " + " or ".join(f"'{n}'" for n in near) + "?)"
-    return f"; known: {', '.join(options)}" if 0 < len(options) <= 40 else ""
 
 
 def _undefined(name: str, scope: "Scope") -> str:

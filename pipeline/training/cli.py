@@ -18,80 +18,59 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback, LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 
+from ..checkpoints import allow_checkpoint_globals, load_file, save_atomic
 from ..errors import ArchError
-from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, PredictionWriter, prepare
+from ..evaluation import EvalConfig, EvaluationData, EvaluationReport, PredictionWriter
 from .distributed import SyncBatchNormPlugin
+from .ensemble import EnsembleConfig, prepare
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
 from .preflight import check_config_files, check_parsed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Save to a temporary file in the target folder, fsync, then rename over the old checkpoint:
-    a crash or kill during a save leaves the previous ``last.ckpt`` intact, never half a file."""
+    """Checkpoints through pipeline/checkpoints.py: saved atomically (a crash or kill during a save
+    leaves the previous ``last.ckpt`` intact, never half a file), always loaded with weights_only."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomic(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = True) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-
-
-def allow_checkpoint_globals() -> None:
-    """Types that Lightning checkpoints contain besides tensors, allowed for weights_only loading."""
-    from lightning.fabric.utilities.data import AttributeDict
-
-    torch.serialization.add_safe_globals([AttributeDict])
+        return load_file(path, map_location=map_location or "cpu")  # weights_only=True whatever was asked
 
 
 EVALUATING = ("validate", "test", "predict")
 
 
+def _as_list(value: Any) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class PipelineCLI(LightningCLI):
+    """LightningCLI through its public extension points: arguments and links, a check of the parsed
+    config, and the classes made in Lightning's order with one step before the Trainer."""
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
-        # validate/test/predict: test-time crops, ensembles, reports (pipeline/evaluation)
+        # validate/test/predict: test-time crops, ensembles, reports (pipeline/evaluation); the
+        # evaluator is made with these settings
         parser.add_class_arguments(EvalConfig, "eval")
+        parser.link_arguments("eval", "model.evaluation", apply_on="instantiate")
         parser.add_class_arguments(EnsembleConfig, "ensemble")
         # preemption signals, mid-epoch last.ckpt, generator states: --fault_tolerance.every_n_steps N
         parser.add_lightning_class_args(FaultTolerance, "fault_tolerance")
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        root = Path(config.get("default_root_dir") or os.getcwd())
-        if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
-            csv = CSVLogger(root, name="", version=None)
-            config["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False)]
-        plugins = config.get("plugins") or []
-        plugins = plugins if isinstance(plugins, list) else [plugins]
-        if not any(hasattr(p, "save_checkpoint") for p in plugins):
-            plugins = plugins + [AtomicCheckpointIO()]
-        if config.get("sync_batchnorm"):  # Lightning's SyncBatchNorm runs on GPUs only; ours on CPUs too
-            plugins = plugins + [SyncBatchNormPlugin()]
-        config["plugins"] = plugins
-        if self.subcommand in EVALUATING:
-            callbacks.append(self._prepare_evaluation(root))
-        for callback in [*callbacks, *(config.get("callbacks") or [])]:
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
-                callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
-        return super()._instantiate_trainer(config, callbacks)
+    def section(self, config, key: str | None = None) -> Any:
+        """The running subcommand's part of a parsed (or instantiated) config, or one key of it."""
+        part = config[self.subcommand] if self.subcommand else config
+        return part if key is None else part.get(key)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -100,25 +79,59 @@ class PipelineCLI(LightningCLI):
             check_parsed(self.config.subcommand, self.config[self.config.subcommand])
 
     def before_instantiate_classes(self) -> None:
-        if self.subcommand not in EVALUATING and self._get(self.config, "ensemble").checkpoints:
+        config = self.section(self.config)
+        if self.subcommand not in EVALUATING and config.ensemble.checkpoints:
             raise ArchError("--ensemble.checkpoints is for validate, test and predict")
+        if "weights_only" in config:
+            config["weights_only"] = True  # a checkpoint is untrusted input: never unpickle code
 
-    def _prepare_evaluation(self, root: Path) -> Callback:
-        """Swap in the module that evaluates (the configured one, or an ensemble of checkpoints), tell
-        the data what the crops need, and return the report writer (reports in root/reports unless
-        eval.report_dir says otherwise). Runs before the Trainer exists, so that a mistake here is
-        the only line on stderr."""
-        evaluation = self._get(self.config_init, "eval")
-        self.model = prepare(self.model, self.datamodule, evaluation, self._get(self.config_init, "ensemble"),
-                             self._get(self.config, "ckpt_path"), check_classes=self.subcommand != "predict")
+    def instantiate_classes(self) -> None:
+        """LightningCLI's steps (config -> data, model -> Trainer), with one between model and Trainer:
+        validate/test/predict settle what they evaluate, so that a mistake there is the only line on
+        stderr (the Trainer prints its device lines when it is made)."""
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule = self.section(self.config_init, "data")
+        self.model = self.section(self.config_init, "model")
+        trainer = self.section(self.config_init, "trainer")
+        root = Path(trainer.get("default_root_dir") or os.getcwd())
+        callbacks = _as_list(trainer.get("callbacks"))
+        if self.subcommand in EVALUATING:
+            callbacks.append(self.prepare_evaluation(root))
+        for callback in callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
+        defaults: dict[str, Any] = {"callbacks": callbacks, "plugins": self.plugins(trainer)}
+        if trainer.get("logger") in (None, True) and not trainer.get("fast_dev_run"):
+            csv = CSVLogger(root, name="", version=None)
+            defaults["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False)]
+        self.trainer = self.instantiate_trainer(**defaults)
+
+    @staticmethod
+    def plugins(trainer) -> list:
+        """The configured plugins, with atomic, weights-only checkpoint I/O unless one is given, and
+        SyncBatchNorm that runs on CPUs too (Lightning's runs on GPUs only)."""
+        plugins = _as_list(trainer.get("plugins"))
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        if trainer.get("sync_batchnorm"):
+            plugins.append(SyncBatchNormPlugin())
+        return plugins
+
+    def prepare_evaluation(self, root: Path) -> Callback:
+        """Make the module that evaluates the configured one or an ensemble of checkpoints, tell the
+        data what the crops need, and return the report writer (reports in root/reports unless
+        eval.report_dir says otherwise)."""
+        config = self.section(self.config_init)
+        if not isinstance(self.datamodule, EvaluationData):
+            raise ArchError(f"data: {type(self.datamodule).__name__} does not offer what evaluation needs "
+                            "(num_classes, input_shape, class_names, eval_resize, predict_names)")
+        self.model = prepare(self.model, self.datamodule, config.ensemble, config.get("ckpt_path"),
+                             check_classes=self.subcommand != "predict")
+        evaluation = config.eval
         reports = Path(evaluation.report_dir) if evaluation.report_dir else root / "reports"
-        return PredictionWriter(reports, evaluation.top_k) if self.subcommand == "predict" else EvaluationReport(reports)
-
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        if "weights_only" in self._subcommand_method_arguments[subcommand]:
-            kwargs["weights_only"] = True  # a checkpoint is untrusted input: never unpickle code
-        return kwargs
+        if self.subcommand == "predict":
+            return PredictionWriter(reports, evaluation.top_k)
+        return EvaluationReport(reports)
 
 
 def _user_error(err: BaseException) -> str | None:

@@ -24,6 +24,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ..checkpoints import load_file
+
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +75,7 @@ def last_finite_checkpoint(trainer: L.Trainer) -> tuple[Path, int] | None:
     found: tuple[Path, int] | None = None
     for path in sorted(_checkpoints_of_this_run(trainer)):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = load_file(path, mmap=True)
             step = int(state["global_step"])
         except Exception:  # unreadable or not a Lightning checkpoint: not one to resume from
             continue

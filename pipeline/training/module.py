@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArchError
-from ..evaluation.ensemble import Evaluator, Member
+from ..checkpoints import read_state_dict
+from ..errors import ArchError, close_matches
+from ..evaluation import EvalConfig, Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
 from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
 from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
@@ -42,20 +43,10 @@ def classification_loss(output: torch.Tensor | TrainOutput, target: torch.Tensor
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a Lightning checkpoint (the net's part) or a plain state-dict file; safe unpickling."""
-    from ..convert import load_state_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArchError(f"init_from: weights file not found: {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        from ..user_errors import load_failure
-
-        raise ArchError(f"init_from {path}: {load_failure(err)}") from None
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):  # a Lightning checkpoint
-        return {k[len("net."):]: v for k, v in raw["state_dict"].items() if k.startswith("net.")}
-    return load_state_file(path)
+        return read_state_dict(path, "weights file", prefix="net.")
+    except ArchError as err:
+        raise ArchError(f"init_from: {err}") from None
 
 
 class ClassifierModule(L.LightningModule):
@@ -83,13 +74,20 @@ class ClassifierModule(L.LightningModule):
             ``docs/BENCHMARKS.md``); numerics are unchanged.
         compile: run the net through ``torch.compile(fullgraph=True)``; the first steps of each mode
             (train, eval) are slow while it compiles; checkpoints are unchanged.
+        evaluation: test-time crops and averaging of validate/test/predict (linked from ``--eval``;
+            not a hyper-parameter: checkpoints do not change).
     """
+
+    # what reports show for a single net: the data's class names, the checkpoint it was loaded from
+    class_names: list[str] | None = None
+    checkpoints: tuple[str, ...] = ()
 
     def __init__(self, arch: str, num_classes: int | None = None, vars: dict[str, Any] | None = None,
                  input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig = OptimizerConfig(),
                  scheduler: SchedulerConfig = SchedulerConfig(), label_smoothing: float = 0.0, ema_decay: float = 0.0,
                  init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
-                 pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False):
+                 pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False,
+                 evaluation: EvalConfig | None = None):
         super().__init__()
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
@@ -132,7 +130,7 @@ class ClassifierModule(L.LightningModule):
             # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
             self.net.compile(fullgraph=True)
         # validation/test/predict steps (crops, ensembles, metrics): pipeline/evaluation
-        self.evaluator = Evaluator(self.num_classes)
+        self.evaluator = Evaluator(self.num_classes, evaluation)
 
     # -- transfer learning ----------------------------------------------------------------------
     def _init_from(self, path: str, prefix: str) -> set[str]:
@@ -151,8 +149,6 @@ class ClassifierModule(L.LightningModule):
     def _freeze(self, until: str) -> list[nn.Module]:
         names = self.net.node_names()
         if until not in names:
-            from ..language.values import close_matches
-
             raise ArchError(f"freeze_until: no node '{until}' in {self.hparams.arch}{close_matches(until, names)}")
         frozen = [getattr(self.net, n) for n in names[: names.index(until) + 1]]
         for module in frozen:
@@ -195,8 +191,9 @@ class ClassifierModule(L.LightningModule):
         if self.ema is not None:
             self.ema.update(self.net, step=self.global_step + 1)  # the step counter moves after this hook
 
-    def eval_members(self) -> list[Member]:
-        return [Member(self, self.net.input_shape[-1])]
+    def eval_members(self, weight: float = 1.0) -> list[Member]:
+        shape = tuple(self.net.input_shape)
+        return [Member(self, shape[-1], weight, shape)]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.evaluator.step(self, self.eval_members(), batch, "val")

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from ..checkpoints import load_file
 from ..errors import ArchError
-from ..user_errors import UsageError, load_failure, writable_folder
+from ..user_errors import UsageError, writable_folder
 
 # --ckpt_path values Lightning resolves itself (to files of the run folder)
 SPECIAL_CKPT = ("last", "best", "hpc", "registry")
@@ -65,10 +66,7 @@ def read_lightning_checkpoint(path: str | Path, option: str) -> dict:
         raise UsageError(f"{option} {path}: is a folder, expected a checkpoint file (.ckpt)")
     if not path.is_file():
         raise UsageError(f"{option} {path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # any unreadable file: the user's to replace
-        raise UsageError(f"{option} {path}: {load_failure(err)}") from None
+    checkpoint = load_file(path, "checkpoint", lambda message: UsageError(f"{option} {message}"), mmap=True)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict) \
             or "global_step" not in checkpoint:
         raise UsageError(f"{option} {path}: not a Lightning checkpoint of this pipeline (a plain state dict? "
