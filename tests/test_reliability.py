@@ -356,6 +356,21 @@ def test_import_weights_reads_a_fit_checkpoint_and_respects_the_umask(corpus, tm
     assert torch.equal(state["fc.fc.weight"], saved["ema.module.fc.fc.weight"])
 
 
+def test_loading_another_nets_checkpoint_names_both_nets(corpus, tmp_path):
+    """``--ckpt_path last`` (resolved by Lightning, after the config checks) meets the same check on loading."""
+    from pipeline.errors import ArchError
+    from pipeline.checkpoints import read_checkpoint
+    from pipeline.training import ClassifierModule
+
+    arch = tmp_path / "wider.yaml"
+    arch.write_text(corpus["arch"].read_text().replace("out: 4}", "out: 6}"))
+    checkpoint = read_checkpoint(corpus["other_net"])
+    ClassifierModule(str(corpus["arch"]), num_classes=4).on_load_checkpoint(checkpoint)  # the same net: fine
+    with pytest.raises(ArchError, match=rf"another net than {arch} \(its {corpus['arch']} \(vars {{}}\)\): "
+                                        r"'c.conv.weight' is 4x3x3x3 there, 6x3x3x3 here"):
+        ClassifierModule(str(arch), num_classes=4).on_load_checkpoint(checkpoint)
+
+
 def test_a_folder_with_one_class_or_an_empty_class_is_refused(tmp_path):
     for i in range(2):
         png(tmp_path / "one" / "a" / f"{i}.png")
