@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .errors import DataError
 from .sampling import seed_sample, train_loader
 from .transforms import Spec, pipeline, shorter_side
 
@@ -75,6 +76,11 @@ class ImageDataModule(L.LightningDataModule):
                  eval_transforms: Spec = None, mixup: float = 0.0, cutmix: float = 0.0,
                  label_smoothing: float = 0.0):
         super().__init__()
+        # checked here, before any data is read: DataLoader would say it only after setup
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise DataError(f"data.batch_size: expected a positive number of samples per batch, got {batch_size}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise DataError(f"data.num_workers: expected 0 or more worker processes, got {num_workers}")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers and num_workers > 0
         self.train_spec, self.eval_spec = train_transforms, eval_transforms

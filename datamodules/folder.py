@@ -1,7 +1,6 @@
 """Your own images: an ImageNet-style folder, robust to the bad files real folders contain."""
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -9,47 +8,17 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from .base import ImageDataModule, to_chw_uint8
+from .decode import MAX_PIXELS, BadImage, decode, read_header
 from .errors import DataError
 from .sampling import seed_sample, train_loader
 from .transforms import Spec, pipeline
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def decode(path: str | Path, channels: int) -> np.ndarray:
-    """An image file as uint8 (H, W, channels): grey, RGB, RGBA, palette, CMYK and 16-bit converted.
-
-    OpenCV decodes first (it is ~1.7x faster than PIL on JPEG); it would accept a truncated JPEG
-    silently, so JPEGs must end with their end-of-image marker. Anything OpenCV cannot read goes
-    to PIL, which also words the error. Raises ``OSError``/``ValueError`` for bad files.
-    """
-    data = Path(path).read_bytes()
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
-        raise OSError("truncated JPEG (no end-of-image marker)")
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR  # 16-bit -> 8, alpha dropped
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
-    if array is not None:
-        return array[:, :, None] if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-    return decode_pil(path, channels)
-
-
-def decode_pil(path: str | Path, channels: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            image.load()  # decodes fully: a truncated file fails here, not later
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the top 8 bits
-                array = np.asarray(image, dtype=np.uint32) >> 8
-                image = Image.fromarray(array.clip(0, 255).astype(np.uint8), "L")
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(image, dtype=np.uint8)
-    return array[:, :, None] if array.ndim == 2 else array
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -65,9 +34,10 @@ def list_images(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return items
 
 
-def verify_image_folder(root: str | Path, channels: int = 3) -> list[tuple[str, str]]:
+def verify_image_folder(root: str | Path, channels: int = 3, max_pixels: int = MAX_PIXELS) -> list[tuple[str, str]]:
     """Every offending path under ``root`` with the reason: undecodable or truncated images,
-    non-image files, zero-byte files, unreadable files and empty class folders."""
+    images over ``max_pixels``, non-image files, zero-byte files, unreadable files and empty class
+    folders."""
     root = Path(root)
     problems: list[tuple[str, str]] = []
     splits = [root / s for s in ("train", "val") if (root / s).is_dir()] or [root]
@@ -77,25 +47,19 @@ def verify_image_folder(root: str | Path, channels: int = 3) -> list[tuple[str, 
             if not files:
                 problems.append((str(folder), "empty class folder"))
             for path in files:
-                reason = check_file(path, channels)
+                reason = check_file(path, channels, max_pixels)
                 if reason:
                     problems.append((str(path), reason))
     return problems
 
 
-def check_file(path: Path, channels: int) -> str | None:
+def check_file(path: Path, channels: int, max_pixels: int = MAX_PIXELS) -> str | None:
     if path.suffix.lower() not in EXTENSIONS:
         return f"not an image file extension ({path.suffix or 'none'})"
     try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        decode(path, channels)
-    except PermissionError:
-        return "unreadable (permission denied)"
-    except UnidentifiedImageError:
-        return "not an image (cannot identify the format)"
-    except (OSError, ValueError, Image.DecompressionBombWarning) as err:
-        return f"cannot decode: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        decode(path, channels, max_pixels)
+    except BadImage as err:
+        return err.reason
     return None
 
 
@@ -104,8 +68,9 @@ class FolderDataset(Dataset):
     so the main process can report it by name or skip it."""
 
     def __init__(self, items: list[tuple[Path, int]], transform, channels: int,
-                 cache: dict[int, np.ndarray] | None = None):
+                 cache: dict[int, np.ndarray] | None = None, max_pixels: int = MAX_PIXELS):
         self.items, self.transform, self.channels, self.cache = items, transform, channels, cache or {}
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.items)
@@ -114,9 +79,9 @@ class FolderDataset(Dataset):
         index = seed_sample(index, self.transform)  # training indices carry their augmentation seed
         path, label = self.items[index]
         try:
-            image = self.cache[index] if index in self.cache else decode(path, self.channels)
-        except (OSError, ValueError, Image.DecompressionBombWarning) as err:
-            return None, label, f"{path}: cannot decode image ({str(err).splitlines()[0] if str(err) else 'error'})"
+            image = self.cache[index] if index in self.cache else decode(path, self.channels, self.max_pixels)
+        except BadImage as err:
+            return None, label, f"{path}: cannot decode image ({err.reason})"
         return to_chw_uint8(self.transform(image=image)["image"]), label, None
 
 
@@ -158,6 +123,8 @@ class ImageFolderDataModule(ImageDataModule):
         label_smoothing: label smoothing of the mixed targets.
         predict_root: folder of images for ``predict`` (read recursively, any layout); default: the
             validation images.
+        max_pixels: images whose header declares more pixels (width x height) are bad files, never
+            decoded (image bombs); default 89,478,485, PIL's threshold (268 MB of decoded RGB).
     """
 
     def __init__(self, root: str, image_size: int = 224, channels: int = 3, val_fraction: float = 0.1,
@@ -165,7 +132,7 @@ class ImageFolderDataModule(ImageDataModule):
                  persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "imagenet",
                  eval_transforms: Spec = None, verify: bool = False, skip_bad: bool = False,
                  cache_bytes: int = 512 * 2**20, mixup: float = 0.0, cutmix: float = 0.0,
-                 label_smoothing: float = 0.0, predict_root: str | None = None):
+                 label_smoothing: float = 0.0, predict_root: str | None = None, max_pixels: int = MAX_PIXELS):
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms,
                          eval_transforms if eval_transforms is not None else "imagenet", mixup, cutmix,
                          label_smoothing)
@@ -179,7 +146,14 @@ class ImageFolderDataModule(ImageDataModule):
         if not self._classes:
             raise DataError(f"{self.root}: no class folders (expected {self.root}/<class>/* or "
                             f"{self.root}/train/<class>/*)")
+        self._classes = self._without_empty(self.root / "train" if self.split_on_disk else self.root, verify, skip_bad)
+        if len(self._classes) < 2:
+            raise DataError(f"{self.root}: {len(self._classes)} class folder(s) with images "
+                            f"({', '.join(self._classes) or 'none'}); a classifier needs at least 2")
         self.val_fraction, self.verify, self.skip_bad, self.cache_bytes = val_fraction, verify, skip_bad, cache_bytes
+        if max_pixels <= 0:
+            raise DataError(f"max_pixels must be > 0, got {max_pixels}")
+        self.max_pixels = max_pixels
         self.predict_root = Path(predict_root) if predict_root else None
         if self.predict_root is not None and not self.predict_root.is_dir():
             raise DataError(f"{self.predict_root}: predict folder not found")
@@ -188,6 +162,21 @@ class ImageFolderDataModule(ImageDataModule):
         self.skipped = 0
         self.mean, self.std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
         self.save_hyperparameters()
+
+    def _without_empty(self, split: Path, verify: bool, skip_bad: bool) -> list[str]:
+        """An empty class folder would silently be a class no sample has: an error, unless verify
+        lists it with the other bad files (in setup) or skip_bad leaves it out (with a warning)."""
+        empty = [name for name in self._classes if not any(
+            p.is_file() and not p.name.startswith(".") for p in (split / name).rglob("*"))]
+        if not empty or verify:
+            return self._classes
+        if not skip_bad:
+            raise DataError(f"{split / empty[0]}: empty class folder (no files); add images or remove it"
+                            f"{f' ({len(empty) - 1} more empty)' if len(empty) > 1 else ''}, or set "
+                            "skip_bad=true to leave empty folders out")
+        rank_zero_warn(f"skip_bad: left out {len(empty)} empty class folder(s): "
+                       f"{', '.join(str(split / n) for n in empty)}")
+        return [name for name in self._classes if name not in empty]
 
     @property
     def num_classes(self) -> int:
@@ -205,7 +194,7 @@ class ImageFolderDataModule(ImageDataModule):
         if self.items:
             return
         if self.verify:
-            problems = verify_image_folder(self.root, self.channels)
+            problems = verify_image_folder(self.root, self.channels, self.max_pixels)
             if problems:
                 lines = "\n".join(f"{path}: {reason}" for path, reason in problems)
                 raise DataError(f"{len(problems)} bad file(s) in {self.root} (verify):\n{lines}")
@@ -232,23 +221,22 @@ class ImageFolderDataModule(ImageDataModule):
         total = 0
         for path, _ in items:
             try:
-                with Image.open(path) as image:
-                    total += image.width * image.height * self.channels
-            except (OSError, ValueError):
+                total += read_header(path, self.max_pixels).pixels * self.channels
+            except BadImage:
                 continue
             if total > self.cache_bytes:
                 return {}
         cache = {}
         for index, (path, _) in enumerate(items):
             try:
-                cache[index] = decode(path, self.channels)
-            except (OSError, ValueError, Image.DecompressionBombWarning):
+                cache[index] = decode(path, self.channels, self.max_pixels)
+            except BadImage:
                 pass  # reported (or skipped) when the loader reaches it
         return cache
 
     def train_dataloader(self) -> DataLoader:
         dataset = FolderDataset(self.items["train"], pipeline(self.train_spec, self.image_size, True), self.channels,
-                                self.cache.get("train"))
+                                self.cache.get("train"), self.max_pixels)
         return train_loader(dataset, self.batch_size, self.seed, num_workers=self.num_workers,
                             pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
                             collate_fn=collate, generator=torch.Generator().manual_seed(self.seed),
@@ -258,8 +246,9 @@ class ImageFolderDataModule(ImageDataModule):
     def eval_dataset(self, split: str) -> FolderDataset:
         if split == "predict" and self.predict_root is None:  # the validation images, labelled by index
             return FolderDataset([(p, i) for i, (p, _) in enumerate(self.items["val"])], self.eval_transform(),
-                                 self.channels, self.cache.get("val"))
-        return FolderDataset(self.items[split], self.eval_transform(), self.channels, self.cache.get(split))
+                                 self.channels, self.cache.get("val"), self.max_pixels)
+        return FolderDataset(self.items[split], self.eval_transform(), self.channels, self.cache.get(split),
+                             self.max_pixels)
 
     def _eval_loader(self, split: str) -> DataLoader:
         return self.eval_loader(self.eval_dataset(split), partial(collate, stack=not self.eval_resize),

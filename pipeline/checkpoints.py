@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import ArchError
+from .user_errors import load_failure as _reason  # never torch's advice to set weights_only=False
 
 ErrorType = Callable[[str], Exception]
 
@@ -31,21 +32,17 @@ def allow_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals([AttributeDict])
 
 
-def _reason(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def load_file(path: str | Path, what: str = "checkpoint", error: ErrorType = ArchError, map_location: Any = "cpu"
-              ) -> Any:
+def load_file(path: str | Path, what: str = "checkpoint", error: ErrorType = ArchError, map_location: Any = "cpu",
+              mmap: bool = False) -> Any:
     """The object stored in ``path``, unpickled safely; a missing or unreadable file raises
-    ``error("<what> not found: PATH")`` or ``error("PATH: not a readable <what> (reason)")``."""
+    ``error("<what> not found: PATH")`` or ``error("PATH: not a readable <what> (reason)")``.
+    With ``mmap``, tensors stay on disk until touched (to look at a checkpoint's header cheaply)."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} not found: {path}")
     allow_checkpoint_globals()
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise error(f"{path}: not a readable {what} ({_reason(err)})") from None
 

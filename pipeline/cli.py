@@ -11,7 +11,7 @@ from typing import Callable
 
 import yaml
 
-from .errors import ArchError
+from .user_errors import UsageError, report, writable_file
 
 USAGE = """usage: python -m pipeline COMMAND ...
 
@@ -24,10 +24,6 @@ model tools:
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 """
-
-
-class UsageError(Exception):
-    """A bad command line: reported like an ArchError, with exit status 2."""
 
 
 def parse_vars(items: list[str] | None) -> dict:
@@ -74,6 +70,8 @@ def summary(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
     args = parser.parse_args(argv)
+    if args.graph:
+        writable_file(args.graph, "--graph")
     from .language import plan_model
     from .summary import as_json, table, write_graph
 
@@ -108,11 +106,21 @@ def import_weights(argv: list[str]) -> int:
     source, _, name = args.reference.partition(":")
     if source != "torchvision" or not name:
         raise UsageError(f"reference must look like torchvision:NAME, got '{args.reference}'")
+    writable_file(args.output, "-o")
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        from .language.values import close_matches
+
+        raise UsageError(f"unknown torchvision model '{name}'{close_matches(name, torchvision.models.list_models())}")
     from .convert import convert_state_dict, load_converted, reference_state_dict, save_atomic
     from .language import build_model
 
+    from .export import net_weights
+
     model = build_model(args.arch, **parse_vars(args.var))
-    state = convert_state_dict(reference_state_dict(name, args.from_file), model, name)
+    source = reference_state_dict(name, args.from_file)
+    state = convert_state_dict(net_weights(source)[0] if args.from_file else source, model, name)
     load_converted(model, state)  # proves the result loads before anything is written
     save_atomic(model.state_dict(), args.output)
     print(f"wrote {args.output}: {len(state)} tensors from torchvision '{name}' into {args.arch}")
@@ -129,19 +137,24 @@ def export(argv: list[str]) -> int:
     parser.add_argument("--input", help="input shape C,H,W replacing the file's 'input'")
     _add_var(parser)
     args = parser.parse_args(argv)
+    writable_file(args.output, "-o")
     from .convert import ConversionError, load_converted, load_state_file
-    from .export import export as write
+    from .export import export as write, net_weights
     from .language import build_model
 
     model = build_model(args.arch, parse_shape(args.input), **parse_vars(args.var))
+    what = "random weights"
     if args.weights:
         try:
-            load_converted(model, load_state_file(args.weights))
+            state, what = net_weights(load_state_file(args.weights))  # a state dict, or fit's checkpoint
+            load_converted(model, state)
         except ConversionError as err:
             raise ConversionError(err.message if err.message.startswith(args.weights) else
                                   f"{args.weights}: {err.message}") from None
+        what = f"{what} of {args.weights}"
     path = write(model, args.format, args.output)
-    print(f"wrote {path} ({args.format}, input {'x'.join(map(str, model.input_shape))}, batch dimension dynamic)")
+    print(f"wrote {path} ({args.format}, {what}, input {'x'.join(map(str, model.input_shape))}, "
+          "batch dimension dynamic)")
     return 0
 
 
@@ -157,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
-    try:
-        if argv[0] in TOOLS:
-            return TOOLS[argv[0]](argv[1:])
-        if argv[0] not in TRAINING and not argv[0].startswith("-"):
-            raise UsageError(f"unknown command '{argv[0]}'; commands: {', '.join([*TRAINING, *TOOLS])}")
-        from .training.cli import run_lightning  # imported lazily: Lightning is slow to import
+    return report(lambda: _run(argv))  # a user's mistake: one line, exit 2 (pipeline/user_errors.py)
 
-        return run_lightning(argv)
-    except (ArchError, UsageError) as err:
-        print(f"error: {err}" if isinstance(err, UsageError) else str(err), file=sys.stderr)
-        return 2
+
+def _run(argv: list[str]) -> int:
+    if argv[0] in TOOLS:
+        return TOOLS[argv[0]](argv[1:])
+    if argv[0] not in TRAINING and not argv[0].startswith("-"):
+        raise UsageError(f"unknown command '{argv[0]}'; commands: {', '.join([*TRAINING, *TOOLS])}")
+    from .training.cli import run_lightning  # imported lazily: Lightning is slow to import
+
+    return run_lightning(argv)

@@ -10,6 +10,19 @@ from .errors import ArchError
 from .language import GraphNet
 
 
+def net_weights(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """The net's tensors from a state dict or a training checkpoint's ``state_dict``, and which they are.
+
+    A checkpoint of ``fit`` holds the net under ``net.``, and with ``--model.ema_decay`` also the
+    average under ``ema.module.``, which is what evaluation uses: it is taken when present.
+    """
+    for prefix, what in (("ema.module.", "EMA weights"), ("net.", "weights")):
+        found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            return found, what
+    return state, "weights"
+
+
 def inference_model(model: GraphNet) -> GraphNet:
     """The eval-mode network with auxiliary-only nodes removed, so they are not even stored."""
     return model.without_aux().eval()

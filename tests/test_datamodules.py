@@ -208,6 +208,7 @@ def tiny_model(tmp_path) -> ClassifierModule:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_bad_files_during_training_stop_with_the_path_or_are_skipped(bad_folder, tmp_path, workers):
+    (bad_folder / "empty_class").rmdir()  # refused before training unless skip_bad (tests/test_reliability.py)
     common = dict(image_size=8, val_fraction=0.0, batch_size=4, num_workers=workers, train_transforms="none",
                   cache_bytes=0)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lowest first; a module belongs to the first (longest) prefix that names it
 LAYERS = [
-    ["pipeline.errors", "datamodules.errors"],
+    ["pipeline.errors", "datamodules.errors", "pipeline.user_errors"],
     ["pipeline.checkpoints"],
     ["pipeline.blocks"],
     ["pipeline.language"],

@@ -31,6 +31,7 @@ from .distributed import SyncBatchNormPlugin
 from .ensemble import EnsembleConfig, prepare
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
+from .preflight import check_config_files, check_parsed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,6 +71,12 @@ class PipelineCLI(LightningCLI):
         """The running subcommand's part of a parsed (or instantiated) config, or one key of it."""
         part = config[self.subcommand] if self.subcommand else config
         return part if key is None else part.get(key)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # output folders and --ckpt_path, before Lightning reads the checkpoint and before any work
+        if self.config.get("subcommand"):
+            check_parsed(self.config.subcommand, self.config[self.config.subcommand])
 
     def before_instantiate_classes(self) -> None:
         config = self.section(self.config)
@@ -129,21 +136,18 @@ class PipelineCLI(LightningCLI):
 
 def _user_error(err: BaseException) -> str | None:
     """The one-line message for a user's mistake anywhere in the exception chain, else None."""
-    from datamodules import DataError
+    from ..user_errors import user_message
 
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, (ArchError, DataError)):
-            return str(err)
-        err = err.__cause__ or err.__context__
-    return None
+    return user_message(err)
 
 
 def run_lightning(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; returns the process exit status."""
     from jsonargparse import ArgumentError
 
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    check_config_files(argv)
     allow_checkpoint_globals()
     # "Seed set to N" is routine; on an error it would be a second stderr line before the message
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
@@ -156,7 +160,7 @@ def run_lightning(argv: list[str]) -> int:
         message = " ".join(str(err).split())  # jsonargparse's message can span lines
         print(f"error: {message}", file=sys.stderr)
         return 2
-    except Preempted:  # a signal: last.ckpt is written and the message printed
+    except (Preempted, SIGTERMException):  # a signal: last.ckpt is written (or nothing was trained), as printed
         return 0
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)

@@ -22,8 +22,77 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ..checkpoints import load_file
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss, weights, buffers or optimizer state became NaN or infinite. Raised before such a state
+    is written; the message says which checkpoint is the last finite one, or that there is none."""
+
+
+def nonfinite(tree: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in ``tree`` (nested dicts and lists) holding NaN or inf."""
+    if isinstance(tree, torch.Tensor):
+        if (tree.is_floating_point() or tree.is_complex()) and not bool(torch.isfinite(tree).all()):
+            return [prefix or "tensor"]
+        return []
+    found: list[str] = []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, value in items:
+        found += nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def refuse_nonfinite(checkpoint: dict[str, Any], trainer: L.Trainer) -> None:
+    """Called before every save (``on_save_checkpoint``): weights, buffers (EMA included) and
+    optimizer state must be finite, or nothing is written and training stops."""
+    bad = nonfinite(checkpoint.get("state_dict", {})) + \
+        nonfinite(checkpoint.get("optimizer_states", []), "optimizer_states")
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise TrainingDiverged(f"non-finite values (NaN or inf) in {names} at step {checkpoint.get('global_step')} "
+                               f"(epoch {checkpoint.get('epoch')}): that checkpoint was not written; "
+                               f"{last_finite_message(trainer)}")
+
+
+def _checkpoints_of_this_run(trainer: L.Trainer) -> set[str]:
+    """The checkpoints this run wrote (or resumed from), as the callbacks that wrote them know them."""
+    paths = {str(trainer.ckpt_path)} if trainer.ckpt_path else set()
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            paths |= {callback.last_model_path, callback.best_model_path, *callback.best_k_models}
+        elif isinstance(callback, FaultTolerance) and callback._saved_step >= 0:
+            paths.add(str(callback.last_path(trainer)))
+    return {p for p in paths if p and Path(p).is_file()}
+
+
+def last_finite_checkpoint(trainer: L.Trainer) -> tuple[Path, int] | None:
+    """The newest (by step) checkpoint of this run whose tensors are all finite, read back from disk."""
+    found: tuple[Path, int] | None = None
+    for path in sorted(_checkpoints_of_this_run(trainer)):
+        try:
+            state = load_file(path, mmap=True)
+            step = int(state["global_step"])
+        except Exception:  # unreadable or not a Lightning checkpoint: not one to resume from
+            continue
+        if (found is None or step > found[1]) and not nonfinite({"state_dict": state.get("state_dict", {}),
+                                                                  "optimizer_states": state.get("optimizer_states", [])}):
+            found = (Path(path), step)
+    return found
+
+
+def last_finite_message(trainer: L.Trainer) -> str:
+    found = last_finite_checkpoint(trainer)
+    if found is None:
+        return "no checkpoint with finite values was written by this run: nothing to resume from (start again " \
+               "with a lower learning rate)"
+    path, step = found
+    return f"the last finite checkpoint is {path} (step {step}): resume from it with --ckpt_path {path} and a " \
+           "lower learning rate"
 
 
 class Preempted(SystemExit):
@@ -124,7 +193,9 @@ class FaultTolerance(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> Path:
         path = self.last_path(trainer)
-        trainer.save_checkpoint(path)  # every rank takes part; rank zero writes (atomically, see cli.py)
+        # every rank takes part; rank zero writes (atomically, see cli.py). A full checkpoint, said
+        # explicitly: Lightning logs "`weights_only` was not set" otherwise, which reads like unsafe loading
+        trainer.save_checkpoint(path, weights_only=False)
         self._saved_step = trainer.global_step
         return path
 
@@ -166,6 +237,17 @@ class FaultTolerance(L.Callback):
             self._save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.is_global_zero:
+            # before on_train_start (the sanity check) Lightning's handler has the signal, and it
+            # would end the run silently with status 0: say what that means
+            when = "during the sanity check" if trainer.sanity_checking else f"at step {trainer.global_step}"
+            if trainer.global_step == 0 and not trainer.ckpt_path:
+                message = f"SIGTERM {when}: nothing was trained and no checkpoint was written; run the same " \
+                          "command to start again"
+            else:
+                message = f"SIGTERM {when}, outside a training batch: stopped without writing a checkpoint; " \
+                          "resume from the last one with --ckpt_path last"
+            print(message, file=sys.stderr, flush=True)
         launcher = trainer.strategy.launcher
         if not isinstance(exception, Preempted) and isinstance(launcher, _SubprocessScriptLauncher):
             # the ranks this process launched (`--trainer.devices N` without torchrun or SLURM) would

@@ -16,13 +16,11 @@ from ..checkpoints import read_state_dict
 from ..errors import ArchError, close_matches
 from ..evaluation import EvalConfig, Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
+from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
 from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
+from .preflight import check_same_net
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; raised before the bad state can be checkpointed."""
 
 
 def classification_loss(output: torch.Tensor | TrainOutput, target: torch.Tensor, label_smoothing: float = 0.0
@@ -103,12 +101,17 @@ class ClassifierModule(L.LightningModule):
                                    "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
                                    "channels_last": channels_last, "compile": compile})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
+        if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
+            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
         overrides = dict(vars or {})
         if num_classes is not None:
             overrides["classes"] = num_classes
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
         self.net = materialize(plan)
         self.num_classes = int(plan.out_shape[0])
+        if self.num_classes < 2:
+            raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
+                            "(model.num_classes, or the file's 'classes' variable)")
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
@@ -169,11 +172,17 @@ class ClassifierModule(L.LightningModule):
         loss, parts = classification_loss(self.net(self._layout(images)), target, self.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
-                                   "the last good checkpoint is intact: resume from it with a lower learning rate")
+                                   f"{last_finite_message(self.trainer)}")
         # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
         return loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_same_net(checkpoint, self.net, self.hparams.arch)  # one line, not Lightning's size-mismatch dump
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        refuse_nonfinite(checkpoint, self.trainer)  # a checkpoint to resume from must be finite
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
