@@ -87,4 +87,4 @@ def test_unknown_block_error_in_a_file(tmp_path):
     path = tmp_path / "net.yaml"
     path.write_text("input: [3, 8, 8]\nnodes:\n  a: {block: attention, out: 4}\n")
     text = str(pytest.raises(ArchError, plan_model, str(path)).value)
-    assert text.startswith(f"{path}:3:17: node 'a': unknown block 'attention'; blocks: act, ")
+    assert text.startswith(f"{path}:3:14: node 'a': unknown block 'attention'; blocks: act, ")
