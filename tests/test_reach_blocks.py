@@ -287,31 +287,47 @@ def test_upsample_and_conv_transpose_shapes():
 # export
 
 
+NEW_BLOCKS = {"input": [8, 8, 8], "nodes": {
+    "a": {"block": "conv", "out": 16, "kernel": [1, 3]},
+    "g": {"block": "global_pool"},
+    "m": {"block": "mul", "from": ["a", "g"]},
+    "se": {"block": "se", "act": "silu", "gate": "hardsigmoid"},
+    "ls": {"block": "layer_scale", "init": 0.5},
+    "dp": {"block": "drop_path"},
+    "sh": {"block": "channel_shuffle", "groups": 4},
+    "s0": {"block": "split", "index": 1},
+    "sl": {"block": "slice", "start": 1},
+    "cp": {"block": "channel_pad", "out": 12, "side": "both"},
+    "pd": {"block": "pad", "left": 2, "top": 1, "mode": "replicate"},
+    "cr": {"block": "crop", "right": 1, "bottom": 1},
+    "up": {"block": "upsample", "scale": 2, "mode": "bilinear"},
+    "ct": {"block": "conv_transpose", "out": 8, "act": "gelu"},
+    "inv": {"block": "inverted", "out": 8, "expand": 4, "se": 0.25, "act": "hardswish", "drop_path": 0.1},
+    "fi": {"block": "fused_inverted", "out": 8, "expand": 2, "act": "mish"},
+    "gp": {"block": "global_pool"}}}
+
+
 def test_every_new_block_exports_to_onnx(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from pipeline.export import export
 
-    spec = {"input": [8, 8, 8], "nodes": {
-        "a": {"block": "conv", "out": 16, "kernel": [1, 3]},
-        "g": {"block": "global_pool"},
-        "m": {"block": "mul", "from": ["a", "g"]},
-        "se": {"block": "se", "act": "silu", "gate": "hardsigmoid"},
-        "ls": {"block": "layer_scale", "init": 0.5},
-        "dp": {"block": "drop_path"},
-        "sh": {"block": "channel_shuffle", "groups": 4},
-        "s0": {"block": "split", "index": 1},
-        "sl": {"block": "slice", "start": 1},
-        "cp": {"block": "channel_pad", "out": 12, "side": "both"},
-        "pd": {"block": "pad", "left": 2, "top": 1, "mode": "replicate"},
-        "cr": {"block": "crop", "right": 1, "bottom": 1},
-        "up": {"block": "upsample", "scale": 2, "mode": "bilinear"},
-        "ct": {"block": "conv_transpose", "out": 8, "act": "gelu"},
-        "inv": {"block": "inverted", "out": 8, "expand": 4, "se": 0.25, "act": "hardswish", "drop_path": 0.1},
-        "fi": {"block": "fused_inverted", "out": 8, "expand": 2, "act": "mish"},
-        "gp": {"block": "global_pool"}}}
-    model = build_model(spec).eval()
+    model = build_model(NEW_BLOCKS).eval()
     path = export(model, "onnx", tmp_path / "net.onnx")
     x = torch.randn(3, 8, 8, 8)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"input": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(y), model(x).detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_every_new_block_compiles_without_graph_breaks():
+    torch._dynamo.reset()
+    model = build_model(NEW_BLOCKS)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # dynamo's tracing, no code generation
+    x = torch.randn(2, 8, 8, 8)
+    for mode in (True, False):
+        model.train(mode)
+        torch.manual_seed(0)
+        got = compiled(x)
+        torch.manual_seed(0)
+        torch.testing.assert_close(got, model(x), atol=1e-5, rtol=1e-5)
