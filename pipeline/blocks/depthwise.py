@@ -17,12 +17,11 @@ from .registry import register
 class DepthwiseSeparable(Block):
     """3x3 depthwise conv (one filter per channel) -> norm -> act, then 1x1 pointwise -> norm -> act."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, kernel: int = 3, norm: NormKind = "batch",
-                 act: ActKind = "relu", dilation: int = 1):
+    def __init__(self, in_shape: Shape, *, out: int, stride: Size = 1, kernel: Size = 3, norm: NormKind = "batch",
+                 act: ActKind = "relu", dilation: Size = 1):
         super().__init__()
-        if out <= 0 or stride <= 0 or kernel <= 0 or dilation <= 0:
-            raise BlockError(f"'out', 'stride', 'kernel' and 'dilation' must be positive, got {out}, {stride}, "
-                             f"{kernel}, {dilation}")
+        if out <= 0:
+            raise BlockError(f"'out' must be positive, got {out}", arg="out")
         nd = spatial_dims(in_shape, "dwsep")
         cin = in_shape[0]
         self.depthwise = ConvNormAct(nd, cin, cin, kernel, stride, dilation=dilation, groups=cin, norm=norm, act=act)
