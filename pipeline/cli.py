@@ -21,6 +21,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
   zoo [FOLDER]                      the architecture files with parameters and MACs
+  blocks [--markdown]               every block with its arguments (types, defaults, meanings)
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 """
@@ -94,6 +95,17 @@ def zoo(argv: list[str]) -> int:
     return 0
 
 
+def blocks(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline blocks",
+                     description="List every block with its arguments: type, default and meaning.")
+    parser.add_argument("--markdown", action="store_true", help="print the README's block reference (Markdown)")
+    args = parser.parse_args(argv)
+    from .reference import markdown, text
+
+    print(markdown() if args.markdown else text(), end="")
+    return 0
+
+
 def import_weights(argv: list[str]) -> int:
     parser = _Parser(prog="python -m pipeline import-weights",
                      description="Convert a torchvision model's weights into a state dict for a YAML architecture.")
@@ -159,7 +171,7 @@ def export(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
-                                                "export": export}
+                                                "export": export, "blocks": blocks}
 
 
 TRAINING = ("fit", "validate", "test", "predict")

@@ -1,0 +1,90 @@
+"""Language reach: a composite block reads its input's shape, `defaults:` reach every block that has the
+argument, and unknown block names get only close suggestions."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline import ArchError, build_model, plan_model
+from pipeline.blocks import BLOCKS
+from pipeline.language.names import close_names, suggest_block
+
+DEPTHWISE = {"dw": {"params": {"kernel": 3},
+                    "nodes": {"c": {"block": "conv", "out": "in_channels", "groups": "in_channels",
+                                    "kernel": "kernel"}}}}
+
+
+def test_composite_reads_its_input_channels_and_shape():
+    spec = {"input": [6, 8, 8], "blocks": {
+        **DEPTHWISE,
+        "probe": {"nodes": {"c": {"block": "conv", "out": "in_shape[1] + in_channels", "kernel": 1}}}},
+        "nodes": {"a": {"block": "dw", "kernel": 5}, "b": {"block": "conv", "out": 10},
+                  "c": {"block": "dw"}, "p": {"block": "probe"}}}
+    model = build_model(spec)
+    assert model.a.c.conv.groups == 6 and model.a.c.conv.out_channels == 6
+    assert model.c.c.conv.groups == 10  # each use sees its own input
+    assert plan_model(spec).out_shape == (8 + 10, 8, 8)
+
+
+def test_input_names_are_reserved_and_undefined_outside_composites():
+    text = str(pytest.raises(ArchError, plan_model, {"input": [3, 4, 4], "blocks": {
+        "b": {"params": {"in_channels": None}, "nodes": {"c": {"block": "conv", "out": 4}}}},
+        "nodes": {"x": {"block": "b", "in_channels": 3}}}).value)
+    assert "parameter name 'in_channels' is reserved" in text
+    text = str(pytest.raises(ArchError, plan_model,
+                             {"input": [3, 4, 4], "nodes": {"x": {"block": "conv", "out": "in_channels"}}}).value)
+    assert "undefined variable 'in_channels'" in text
+
+
+def test_defaults_star_reaches_every_block_with_the_argument_including_built_in_and_composite():
+    spec = {"input": [8, 6, 6],
+            "defaults": {"*": {"norm_eps": 1e-3}, "inverted": {"act": "silu"}},
+            "blocks": {"unit": {"params": {"norm_eps": 1e-5},
+                                "nodes": {"c": {"block": "conv", "out": 8, "norm_eps": "norm_eps"}}}},
+            "nodes": {"c": {"block": "conv", "out": 8},
+                      "inv": {"block": "inverted", "out": 8, "se": 0.25},
+                      "fused": {"block": "fused_inverted", "out": 8, "norm_eps": 0.01},  # the node wins
+                      "u": {"block": "unit"},
+                      "pool": {"block": "global_pool"}}}  # no norm_eps: untouched, no error
+    model = build_model(spec)
+    assert model.c.norm.eps == 1e-3
+    assert {m.eps for m in model.inv.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
+    assert isinstance(model.inv.conv[0].act, torch.nn.SiLU)
+    assert {m.eps for m in model.fused.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.01}
+    assert model.u.c.norm.eps == 1e-3  # through the composite's own parameter
+
+
+def test_defaults_of_a_block_type_apply_inside_composite_blocks():
+    spec = {"input": [3, 6, 6], "defaults": {"conv": {"act": "gelu"}},
+            "blocks": {"pair": {"nodes": {"a": {"block": "conv", "out": 4}, "b": {"block": "conv", "out": 4}}}},
+            "nodes": {"p": {"block": "pair"}}}
+    model = build_model(spec)
+    assert isinstance(model.p.a.act, torch.nn.GELU) and isinstance(model.p.b.act, torch.nn.GELU)
+
+
+@pytest.mark.parametrize("word, expected", [
+    ("covn", "conv"), ("bottlenek", "bottleneck"), ("maxpol", "maxpool"), ("upsampel", "upsample"),
+    ("deconv", "conv_transpose"), ("interpolate", "upsample"), ("stochastic_depth", "drop_path"),
+    ("squeeze_excitation", "se")])
+def test_unknown_block_suggests_close_names_and_aliases(word, expected):
+    assert f"(did you mean '{expected}'" in suggest_block(word, list(BLOCKS))
+
+
+@pytest.mark.parametrize("word", ["zigzag", "transformer", "attention"])
+def test_unknown_block_far_from_every_name_lists_the_blocks(word):
+    text = suggest_block(word, list(BLOCKS))
+    assert "did you mean" not in text and text.startswith("; blocks: ")
+    assert all(name in text for name in BLOCKS)
+
+
+def test_no_far_fetched_guesses():
+    assert "add" not in close_names("pad", ["add", "conv"])
+    assert close_names("upsample", ["inverted", "upsample_x"]) == ["upsample_x"]  # 2 edits, 8 letters
+    assert close_names("deconv", ["conv"]) == []
+
+
+def test_unknown_block_error_in_a_file(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text("input: [3, 8, 8]\nnodes:\n  a: {block: attention, out: 4}\n")
+    text = str(pytest.raises(ArchError, plan_model, str(path)).value)
+    assert text.startswith(f"{path}:3:14: node 'a': unknown block 'attention'; blocks: act, ")
