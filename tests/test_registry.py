@@ -1,6 +1,7 @@
 """Every registered block and every zoo file: planned shapes are real shapes, outputs finite, gradients flow."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,29 @@ def test_zoo_is_not_empty():
     assert {"lenet5", "googlenet", "resnet18"} <= names
 
 
+def family(path: Path) -> str:
+    """resnet18, resnet50 and resnet20_cifar are one family: the same blocks at other sizes."""
+    return re.match(r"[a-z]+", path.stem).group(0)
+
+
+# one file per family gets real weights (the shortest name: resnet18, densenet121, vgg); every file is planned
+REPRESENTATIVES = sorted({min((q for q in ZOO if family(q) == family(p)), key=lambda q: (len(q.stem), q.stem))
+                          for p in ZOO})
+
+
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
-def test_zoo_file_builds_runs_and_backpropagates(path):
+def test_zoo_file_plans(path):
+    plan = plan_model(path)  # on meta tensors: every shape, parameter and MAC, no weights allocated
+    assert plan.params > 0 and plan.macs > 0 and len(plan.out_shape) == 1
+
+
+def test_every_family_has_a_built_representative():
+    assert {family(p) for p in REPRESENTATIVES} == {family(p) for p in ZOO}
+    assert {"resnet18", "densenet121", "googlenet"} <= {p.stem for p in REPRESENTATIVES}
+
+
+@pytest.mark.parametrize("path", REPRESENTATIVES, ids=[p.stem for p in REPRESENTATIVES])
+def test_zoo_family_builds_runs_and_backpropagates(path):
     plan = plan_model(path)
     # big ImageNet nets run at a reduced resolution to keep the suite fast; shapes still check
     small = tuple(plan.in_shape[:1]) + tuple(min(d, 64) if len(plan.in_shape) == 3 else d for d in plan.in_shape[1:])
