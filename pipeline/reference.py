@@ -162,7 +162,7 @@ def meaning(block: str, arg: str, documented: dict[str, str]) -> str | None:
 
 def block_rows() -> list[tuple[str, str, list[tuple[str, str, str, str | None]]]]:
     """(block, summary, [(argument, type, default, meaning)]) for every registered block, by name."""
-    from .language.graph import _python_block
+    from .language.plan import _python_block
 
     rows = []
     for name in sorted(BLOCKS):
