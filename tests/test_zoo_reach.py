@@ -23,10 +23,26 @@ ZOO = {
     "resnext50_32x4d": ("torchvision:resnext50_32x4d", 25_028_904),
     "mnasnet1_0": ("torchvision:mnasnet1_0", 4_383_312),
     "regnet_x_400mf": ("torchvision:regnet_x_400mf", 5_495_976),
+    "regnet_y_400mf": ("torchvision:regnet_y_400mf", 4_344_144),
+    "shufflenet_v2_x1_0": ("torchvision:shufflenet_v2_x1_0", 2_278_604),
+    "inception_v3": ("torchvision:inception_v3", 27_161_264),
+    "mobilenet_v3_large": ("torchvision:mobilenet_v3_large", 5_483_032),
+    "mobilenet_v3_small": ("torchvision:mobilenet_v3_small", 2_542_856),
+    "efficientnet_b0": ("torchvision:efficientnet_b0", 5_288_548),
+    "efficientnet_b1": ("torchvision:efficientnet_b1", None),
+    "efficientnet_b2": ("torchvision:efficientnet_b2", None),
+    "efficientnet_b3": ("torchvision:efficientnet_b3", 12_233_232),
+    "efficientnet_b4": ("torchvision:efficientnet_b4", None),
+    "efficientnet_b5": ("torchvision:efficientnet_b5", None),
+    "efficientnet_b6": ("torchvision:efficientnet_b6", None),
+    "efficientnet_b7": ("torchvision:efficientnet_b7", None),
+    "efficientnet_v2_s": ("torchvision:efficientnet_v2_s", 21_458_488),
+    "convnext_tiny": ("torchvision:convnext_tiny", 28_589_128),
+    "seresnet50": ("timm:seresnet50", 28_088_024),
 }
-# logits are compared at a small input where the net allows it; big nets are marked slow
-LOGIT_SIZE = {"default": 96}
-SLOW = {"resnext50_32x4d", "mnasnet1_0", "regnet_x_400mf"}
+# logits are compared at a small input where the net allows it (Inception-v3's aux head needs 299)
+LOGIT_SIZE = {"default": 96, "inception_v3": 299}
+FAST = {"squeezenet1_0", "squeezenet1_1", "mobilenet_v3_small", "shufflenet_v2_x1_0"}  # the others are slow
 
 
 def _construct(spec: str) -> torch.nn.Module:
@@ -59,6 +75,9 @@ def reference(spec: str) -> torch.nn.Module:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
+        for name, param in model.named_parameters():  # ConvNeXt's 1e-6 would hide its blocks' branches
+            if name.endswith("layer_scale"):
+                param.uniform_(0.5, 1.5)
     return model.eval()
 
 
@@ -72,7 +91,7 @@ def test_parameter_count_equals_the_reference(zoo):
 
 
 def _logit_params():
-    return [pytest.param(z, marks=pytest.mark.slow) if z in SLOW else z for z in sorted(ZOO)]
+    return [z if z in FAST else pytest.param(z, marks=pytest.mark.slow) for z in sorted(ZOO)]
 
 
 @pytest.mark.parametrize("zoo", _logit_params())
@@ -117,6 +136,33 @@ def test_regnet_converts_with_its_shortcut_registered_first():
         convert_state_dict(state, model, "")
 
 
+def _drop_rates(model: torch.nn.Module) -> list[float]:
+    return [round(float(m.p if hasattr(m, "p") else m.drop_path), 6) for m in model.modules()
+            if type(m).__name__ in ("DropPath", "StochasticDepth") or isinstance(getattr(m, "drop_path", None), float)]
+
+
+@pytest.mark.parametrize("zoo", ["efficientnet_b0", "convnext_tiny"])
+def test_stochastic_depth_rises_like_the_references(zoo):
+    ours = _drop_rates(build_model(ARCH / f"{zoo}.yaml"))
+    with torch.device("meta"):
+        expected = _drop_rates(_construct(ZOO[zoo][0]))
+    assert ours == expected and max(ours) > 0
+
+
+@pytest.mark.slow
+def test_inception_v3_aux_head_is_torchvisions_weighted_0_3(tmp_path):
+    ref = reference("torchvision:inception_v3")
+    model = build_model(ARCH / "inception_v3.yaml")
+    model.load_state_dict(convert_state_dict(ref.state_dict(), model, "inception_v3"))
+    x = torch.randn(2, 3, 299, 299)
+    ref.train(), model.train()  # batch statistics in both; the aux head has no dropout
+    with torch.no_grad():
+        expected, out = ref(x).aux_logits, model(x)
+    (name, aux), = out.aux.items()
+    assert name == "AuxLogits" and aux.weight == 0.3
+    assert ((aux.logits - expected).abs().max() / expected.abs().max()).item() <= 1e-4
+
+
 def test_import_weights_names_the_sources_it_knows(tmp_path, capsys):
     rc = main(["import-weights", "keras:resnet50", str(ARCH / "resnet18.yaml"), "-o", str(tmp_path / "o.pt")])
     assert rc == 2 and "torchvision:NAME or timm:NAME" in capsys.readouterr().err
@@ -125,8 +171,9 @@ def test_import_weights_names_the_sources_it_knows(tmp_path, capsys):
     assert rc == 2 and "unknown timm model 'no_such_net'" in err and "Traceback" not in err
 
 
-# a representative subset: grouped convs, composite blocks, computed depths
-TRACED = {"squeezenet1_1": 64, "regnet_x_400mf": 64}
+# a representative subset: SE in built-in and composite blocks, hard-swish, channel split and shuffle,
+# optional nodes (repeat 0), computed depths
+TRACED = {"mobilenet_v3_small": 64, "shufflenet_v2_x1_0": 64, "regnet_y_400mf": 64}
 
 
 @pytest.mark.slow
@@ -147,3 +194,35 @@ def test_compiles_in_one_graph_and_exports_to_onnx(zoo, tmp_path):
     path = export(model, "onnx", tmp_path / f"{zoo}.onnx")
     actual = onnxruntime.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(actual, expected.numpy(), rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+@pytest.mark.slow
+def test_readme_timm_import_command(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    torch.save(reference("timm:seresnet50").state_dict(), tmp_path / "seresnet50.pth")
+    (tmp_path / "architectures").symlink_to(ARCH)
+    monkeypatch.chdir(tmp_path)
+    command = "python -m pipeline import-weights timm:seresnet50 architectures/seresnet50.yaml -o seresnet50.pt --from-file seresnet50.pth"
+    assert main(shlex.split(command)[3:]) == 0, capsys.readouterr().err
+    assert "from timm 'seresnet50'" in capsys.readouterr().out
+    model = build_model(ARCH / "seresnet50.yaml")
+    model.load_state_dict(torch.load(tmp_path / "seresnet50.pt", weights_only=True))
+
+
+def test_repeat_zero_leaves_a_node_out():
+    # the zoo's optional shortcut projection: present only where the shape changes
+    arch = {"input": [8, 8, 8], "blocks": {"unit": {"params": {"out": None, "stride": 1}, "nodes": {
+        "body": {"block": "conv", "out": "out", "stride": "stride"},
+        "proj": {"block": "conv", "out": "out", "kernel": 1, "stride": "stride", "act": "none", "from": "input",
+                 "repeat": "1 if stride > 1 else 0 if in_channels == out else 1"},
+        "add": {"block": "add", "from": ["body", "proj"]}}}},
+        "nodes": {"keep": {"block": "unit", "out": 8}, "down": {"block": "unit", "out": 16, "stride": 2}}}
+    plan = plan_model(arch)
+    assert [n.params for n in plan.nodes] == [8 * 8 * 9 + 16, 16 * 8 * 9 + 32 + 16 * 8 + 32]
+    model = build_model(arch).eval()
+    x = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        keep = model.keep
+        assert torch.equal(keep.proj(x), x)  # the left-out node passes its input on
+        assert model(x).shape == (1, 16, 4, 4)
