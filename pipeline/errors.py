@@ -41,5 +41,10 @@ class ArchError(Exception):
 class BlockError(ValueError):
     """Raised by a block's constructor for bad arguments or incompatible input shapes.
 
-    Blocks do not know where they were declared; the builder adds file, line and node.
+    Blocks do not know where they were declared; the builder adds file, line and node, and the
+    position of the argument named by ``arg`` when there is one.
     """
+
+    def __init__(self, message: str, arg: str | None = None):
+        super().__init__(message)
+        self.arg = arg

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import BlockError
 
 Shape = tuple[int, ...]
+Size = int | list[int]  # one size for every spatial dimension, or one per dimension ([h, w] in 2-D)
 MAX_LAYERS = 1000  # layers one block builds from a count argument (DenseNet-264's largest block has 64)
 
 NormKind = Literal["batch", "layer", "instance", "group", "none"]
@@ -56,6 +57,34 @@ def spatial_dims(in_shape: Shape, who: str, allowed: tuple[int, ...] = (1, 2, 3)
             raise BlockError(f"{who} needs a spatial input (C,H,W) or (C,L), got a flat input {format_shape(in_shape)}")
         raise BlockError(f"{who} supports {' or '.join(f'{d}-D' for d in allowed)} inputs, got {format_shape(in_shape)}")
     return nd
+
+
+def per_dim(value: int | list[int] | tuple[int, ...], nd: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` as one integer per spatial dimension; a list must have exactly ``nd`` items."""
+    values = (value,) * nd if isinstance(value, int) else tuple(value)
+    if len(values) != nd:
+        form = "[h, w]" if nd == 2 else "[d, h, w]" if nd == 3 else "[length]"
+        raise BlockError(f"'{name}' must be an integer or a list of {nd} integer{'s' if nd > 1 else ''} "
+                         f"{form} for a {nd}-D input, got {list(values)}", arg=name)
+    if any(v < minimum for v in values):
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise BlockError(f"'{name}' must be {bound}, got {value if isinstance(value, int) else list(values)}",
+                         arg=name)
+    return values
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor``, never more than 10% down (MobileNet's rule)."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor <= 0:
+        zero = " (division by zero)" if divisor == 0 else ""
+        raise ValueError(f"the divisor must be a positive integer, got {divisor}{zero}")
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def same_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """Padding that keeps the size at stride 1 (odd kernels), as torchvision's Conv2dNormActivation."""
+    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
 
 
 def format_shape(shape: Shape) -> str:
@@ -132,15 +161,16 @@ class ConvNormAct(Block):
     when there is no norm after it (a bias before batch norm is cancelled by its mean).
     """
 
-    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
-                 padding: int | None = None, dilation: int = 1, groups: int = 1, norm: str = "batch",
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: Size = 3, stride: Size = 1,
+                 padding: Size | None = None, dilation: Size = 1, groups: int = 1, norm: str = "batch",
                  act: str = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
-                             f"({out_channels}) channels")
-        if padding is None:
-            padding = dilation * (kernel - 1) // 2
+                             f"({out_channels}) channels", arg="groups")
+        kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
+                                                                    (dilation, "dilation")))
+        padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
         self.conv = conv_layer(nd)(in_channels, out_channels, kernel, stride, padding, dilation, groups,
                                    bias=norm == "none" if bias is None else bias)
         self.norm = norm_layer(norm, out_channels, nd, norm_eps)
@@ -154,15 +184,16 @@ class ConvNormAct(Block):
 class NormActConv(Block):
     """norm -> activation -> conv: the pre-activation order of DenseNet and identity-mapping ResNets."""
 
-    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
-                 padding: int | None = None, dilation: int = 1, groups: int = 1, norm: str = "batch",
+    def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: Size = 3, stride: Size = 1,
+                 padding: Size | None = None, dilation: Size = 1, groups: int = 1, norm: str = "batch",
                  act: str = "relu", bias: bool = False, norm_eps: float = 1e-5):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
-                             f"({out_channels}) channels")
-        if padding is None:
-            padding = dilation * (kernel - 1) // 2
+                             f"({out_channels}) channels", arg="groups")
+        kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
+                                                                    (dilation, "dilation")))
+        padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
         self.norm = norm_layer(norm, in_channels, nd, norm_eps)
         # in place only after a real norm (a fresh tensor): without one, the input - which a
         # pre-activation unit also uses as its shortcut - would be overwritten

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, format_shape, norm_layer, pool_layer, spatial_dims
+from .base import (ActKind, Block, ConvNormAct, NormKind, Shape, Size, act_layer, format_shape, norm_layer, per_dim,
+                   pool_layer, spatial_dims)
 from .registry import register
 
 
@@ -21,12 +22,10 @@ def _positive(**values: float) -> None:
 class Conv(ConvNormAct):
     """Convolution followed by an optional norm and activation (1-D, 2-D or 3-D by input)."""
 
-    def __init__(self, in_shape: Shape, *, out: int, kernel: int = 3, stride: int = 1, padding: int | None = None,
-                 dilation: int = 1, groups: int = 1, norm: NormKind = "batch", act: ActKind = "relu",
+    def __init__(self, in_shape: Shape, *, out: int, kernel: Size = 3, stride: Size = 1, padding: Size | None = None,
+                 dilation: Size = 1, groups: int = 1, norm: NormKind = "batch", act: ActKind = "relu",
                  bias: bool | None = None, norm_eps: float = 1e-5):
-        _positive(out=out, kernel=kernel, stride=stride, dilation=dilation, groups=groups)
-        if padding is not None and padding < 0:
-            raise BlockError(f"'padding' must be >= 0, got {padding}")
+        _positive(out=out, groups=groups)
         nd = spatial_dims(in_shape, "conv")
         super().__init__(nd, in_shape[0], out, kernel, stride, padding, dilation, groups, norm, act, bias, norm_eps)
 
@@ -60,14 +59,18 @@ class Act(Block):
 class _Pool(Block):
     kind: str
 
-    def __init__(self, in_shape: Shape, *, kernel: int, stride: int | None = None, padding: int = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
                  ceil: bool = False, **extra):
         super().__init__()
-        _positive(kernel=kernel, stride=stride)
-        if not 0 <= padding <= kernel // 2:
-            raise BlockError(f"'padding' must be between 0 and kernel/2 = {kernel // 2}, got {padding}")
         nd = spatial_dims(in_shape, f"{self.kind}pool")
-        self.pool = pool_layer(self.kind, nd)(kernel, stride or kernel, padding, ceil_mode=ceil, **extra)
+        kernel = per_dim(kernel, nd, "kernel")
+        stride = kernel if stride is None else per_dim(stride, nd, "stride")
+        padding = per_dim(padding, nd, "padding", 0)
+        if any(p > k // 2 for p, k in zip(padding, kernel)):
+            half = [k // 2 for k in kernel]
+            raise BlockError(f"'padding' must be between 0 and kernel/2 = {half[0] if len(set(half)) == 1 else half}, "
+                             f"got {padding[0] if len(set(padding)) == 1 else list(padding)}", arg="padding")
+        self.pool = pool_layer(self.kind, nd)(kernel, stride, padding, ceil_mode=ceil, **extra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
@@ -79,7 +82,7 @@ class MaxPool(_Pool):
 
     kind = "max"
 
-    def __init__(self, in_shape: Shape, *, kernel: int, stride: int | None = None, padding: int = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
                  ceil: bool = False):
         super().__init__(in_shape, kernel=kernel, stride=stride, padding=padding, ceil=ceil)
 
@@ -90,7 +93,7 @@ class AvgPool(_Pool):
 
     kind = "avg"
 
-    def __init__(self, in_shape: Shape, *, kernel: int, stride: int | None = None, padding: int = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
                  ceil: bool = False, count_include_pad: bool = True):
         super().__init__(in_shape, kernel=kernel, stride=stride, padding=padding, ceil=ceil,
                          count_include_pad=count_include_pad)
@@ -100,10 +103,10 @@ class AvgPool(_Pool):
 class AdaptivePool(Block):
     """Pool to a fixed output size whatever the input size (torchvision's AlexNet/VGG use 6x6/7x7)."""
 
-    def __init__(self, in_shape: Shape, *, size: int, kind: Literal["avg", "max"] = "avg"):
+    def __init__(self, in_shape: Shape, *, size: Size, kind: Literal["avg", "max"] = "avg"):
         super().__init__()
-        _positive(size=size)
         nd = spatial_dims(in_shape, "adaptive_pool")
+        size = per_dim(size, nd, "size")
         layers = {"avg": (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d),
                   "max": (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)}
         self.pool = layers[kind][nd - 1](size)

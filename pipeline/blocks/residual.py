@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, spatial_dims
+from .gating import SqueezeExcitation, check_rate, drop_path, squeeze_width
 from .registry import register
 
 Shortcut = Literal["auto", "projection", "identity", "pad"]
@@ -47,6 +48,15 @@ def make_shortcut(kind: str, in_shape: Shape, out_channels: int, stride: int, no
                        act="none", bias=False)
 
 
+def _se(ratio: float, out: int, in_shape: Shape) -> nn.Module:
+    """SE-ResNet's squeeze-excitation on the branch before the join (timm: width out/16 rounded to 8)."""
+    if not ratio:
+        return nn.Identity()
+    if not 0 < ratio <= 64:
+        raise BlockError(f"'se' must be between 0 (none) and 64, got {ratio}", arg="se")
+    return SqueezeExcitation((out, *in_shape[1:]), width=squeeze_width(out, ratio, 8))
+
+
 def _check(out: int, stride: int, dilation: int = 1, dropout: float = 0.0) -> None:
     if out <= 0 or stride <= 0 or dilation <= 0:
         raise BlockError(f"'out', 'stride' and 'dilation' must be positive, got {out}, {stride}, {dilation}")
@@ -58,6 +68,7 @@ class _Residual(Block):
     """act(branch(x) + shortcut(x)); subclasses build ``self.branch`` layers and ``self.shortcut``."""
 
     zero_init = False
+    drop_path = 0.0  # stochastic-depth rate of the branch
 
     def last_norm(self) -> nn.Module:
         raise NotImplementedError
@@ -67,7 +78,7 @@ class _Residual(Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
-        return self.act(self.residual(x) + identity)
+        return self.act(drop_path(self.residual(x), self.drop_path, self.training) + identity)
 
     def init_weights(self) -> None:
         # Zero the last norm's scale so each block starts as the identity: very deep nets then train
@@ -83,22 +94,23 @@ class Basic(_Residual):
 
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, shortcut: Shortcut = "auto",
                  norm: NormKind = "batch", act: ActKind = "relu", zero_init: bool = False, dropout: float = 0.0,
-                 dilation: int = 1):
+                 dilation: int = 1, se: float = 0.0, drop_path: float = 0.0):
         super().__init__()
         _check(out, stride, dilation, dropout)
         nd = spatial_dims(in_shape, "basic")
         self.conv1 = ConvNormAct(nd, in_shape[0], out, 3, stride, dilation=dilation, norm=norm, act=act)
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.conv2 = ConvNormAct(nd, out, out, 3, 1, dilation=dilation, norm=norm, act="none")
+        self.se = _se(se, out, in_shape)
         self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
         self.act = act_layer(act)
-        self.zero_init = zero_init
+        self.zero_init, self.drop_path = zero_init, check_rate(drop_path, "drop_path")
 
     def last_norm(self) -> nn.Module:
         return self.conv2.norm
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.drop(self.conv1(x)))
+        return self.se(self.conv2(self.drop(self.conv1(x))))
 
 
 @register("bottleneck")
@@ -112,7 +124,7 @@ class Bottleneck(_Residual):
     def __init__(self, in_shape: Shape, *, out: int, width: int | None = None, groups: int = 1, base_width: int = 64,
                  stride: int = 1,
                  shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu",
-                 zero_init: bool = False, dilation: int = 1):
+                 zero_init: bool = False, dilation: int = 1, se: float = 0.0, drop_path: float = 0.0):
         super().__init__()
         _check(out, stride, dilation)
         nd = spatial_dims(in_shape, "bottleneck")
@@ -122,15 +134,16 @@ class Bottleneck(_Residual):
         self.conv1 = ConvNormAct(nd, in_shape[0], width, 1, norm=norm, act=act)
         self.conv2 = ConvNormAct(nd, width, width, 3, stride, dilation=dilation, groups=groups, norm=norm, act=act)
         self.conv3 = ConvNormAct(nd, width, out, 1, norm=norm, act="none")
+        self.se = _se(se, out, in_shape)
         self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
         self.act = act_layer(act)
-        self.zero_init = zero_init
+        self.zero_init, self.drop_path = zero_init, check_rate(drop_path, "drop_path")
 
     def last_norm(self) -> nn.Module:
         return self.conv3.norm
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3(self.conv2(self.conv1(x)))
+        return self.se(self.conv3(self.conv2(self.conv1(x))))
 
 
 @register("preact")

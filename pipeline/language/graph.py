@@ -28,6 +28,7 @@ from ..blocks.base import format_shape
 from ..errors import ArchError, BlockError, Loc
 from .loader import LocDict, LocList, load_yaml_file, load_yaml_text
 from .model import Graph, GraphNet
+from .names import suggest_block
 from .values import MAX_MAGNITUDE, Binding, Scope, close_matches, describe, resolve, type_hints
 
 Shape = tuple[int, ...]
@@ -40,6 +41,8 @@ MAX_PARAMS = 2_000_000_000  # ~8 GB of fp32 weights: beyond any net this tool is
 MAX_NODES = 10_000  # nodes once repeats and composite blocks are expanded; the zoo's largest has < 100
 MAX_REPEAT = 10_000
 MAX_EXTENDS = 16
+INPUT_NAMES = ("in_channels", "in_shape")  # variables a composite block's body reads its input shape from
+ALL_BLOCKS = "*"  # `defaults: {"*": {...}}`: arguments for every block that has them
 
 
 @dataclass
@@ -107,8 +110,8 @@ class _Context:
             return self.composites[name]
         if name in BLOCKS:
             return _python_block(BLOCKS[name])
-        known = sorted(BLOCKS) + sorted(self.composites)
-        raise ArchError(f"unknown block '{name}'{close_matches(name, known)}", loc, node)
+        raise ArchError(f"unknown block '{name}'{suggest_block(name, list(BLOCKS) + list(self.composites))}",
+                        loc, node)
 
 
 class PythonBlock:
@@ -132,7 +135,7 @@ class PythonBlock:
         key = _measure_key(self.cls, in_shapes, kwargs, ctx.device)
         if key is not None and key in ctx.measured:
             return (kwargs, *ctx.measured[key])
-        module = _construct(self.cls, shape_in, kwargs, ctx.device, node, loc)
+        module = _construct(self.cls, shape_in, kwargs, ctx.device, node, loc, {k: b.loc for k, b in args.items()})
         try:
             with FlopCounterMode(display=False) as counter:
                 out_shape = tuple(int(d) for d in module.out_shape(shape_in))
@@ -166,6 +169,10 @@ class CompositeBlock:
             raise ArchError(f"block '{name}': 'params' must be a mapping of name: default (null = required)",
                             spec.loc_of("params"))
         self.params = params
+        for reserved in INPUT_NAMES:
+            if reserved in params:
+                raise ArchError(f"block '{name}': parameter name '{reserved}' is reserved (it is the block's input "
+                                f"{'channels' if reserved == 'in_channels' else 'shape'})", params.key_loc(reserved))
         if not isinstance(spec.get("nodes"), dict) or not spec["nodes"]:
             raise ArchError(f"block '{name}' needs 'nodes': a mapping of node name to node", spec.loc_of("nodes"))
 
@@ -173,6 +180,9 @@ class CompositeBlock:
         if self.name in ctx.stack:
             raise ArchError(f"block '{self.name}' uses itself (through {' -> '.join(ctx.stack)})", loc, node)
         scope = Scope(parent=ctx.file_scope)
+        # the block's input, readable in its expressions (an SE block's `out: in_channels`)
+        scope.bindings.update({"in_channels": Binding(in_shapes[0][0], scope, loc),
+                               "in_shape": Binding(list(in_shapes[0]), scope, loc)})
         for name, default in self.params.items():
             if name in args:
                 scope.bindings[name] = args[name]
@@ -217,14 +227,14 @@ def _measure_key(cls, in_shapes, kwargs, device):
     return key
 
 
-def _construct(cls, shape_in, kwargs, device, node, loc):
+def _construct(cls, shape_in, kwargs, device, node, loc, arg_locs=None):
     try:
         with torch.device(device), warnings.catch_warnings():
             # a layer with a zero-sized weight: reported below as an error, not as a warning
             warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
             module = cls(shape_in, **kwargs)
-    except BlockError as err:
-        raise ArchError(str(err), loc, node) from None
+    except BlockError as err:  # at the argument it names, when the node wrote it
+        raise ArchError(str(err), (arg_locs or {}).get(getattr(err, "arg", None)) or loc, node) from None
     except (RuntimeError, ValueError, OverflowError) as err:  # torch's own argument checks
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArchError(f"block '{_block_name(cls)}': {reason}", loc, node) from None
@@ -349,13 +359,16 @@ def _inputs(spec: LocDict, shapes: dict, previous: str, path: str) -> list[str]:
 def _args(spec: LocDict, block: str, factory, ctx: _Context, scope: Scope, path: str) -> dict[str, Binding]:
     """The node's arguments (file-wide ``defaults:`` for its block, then its own), unevaluated."""
     args: dict[str, Binding] = {}
+    common = ctx.defaults.get(ALL_BLOCKS) if isinstance(ctx.defaults, dict) else None
     defaults = ctx.defaults.get(block) if isinstance(ctx.defaults, dict) else None
-    for source, source_scope in ((defaults, ctx.file_scope), (spec, scope)):
+    for source, source_scope in ((common, ctx.file_scope), (defaults, ctx.file_scope), (spec, scope)):
         if not isinstance(source, dict):
             continue
         for key, raw in source.items():
             if source is spec and key in NODE_KEYS:
                 continue
+            if source is common and key not in factory.params:
+                continue  # "*" sets an argument only in blocks that have it
             if key not in factory.params:
                 where = source.key_loc(key)
                 hint = _quote_hint(source, key) or close_matches(key, factory.params)
@@ -520,9 +533,9 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
         raise ArchError("'defaults' must map block names to argument mappings", doc.loc_of("defaults"))
     for name in defaults:
-        if name not in BLOCKS and name not in composites:
-            known = sorted(BLOCKS) + sorted(composites)
-            raise ArchError(f"defaults: unknown block '{name}'{close_matches(name, known)}", defaults.key_loc(name))
+        if name not in BLOCKS and name not in composites and name != ALL_BLOCKS:
+            raise ArchError(f"defaults: unknown block '{name}'{suggest_block(name, list(BLOCKS) + list(composites))}",
+                            defaults.key_loc(name))
 
     if "input" not in doc and input_shape is None:
         raise ArchError("the file needs 'input': the input shape [C, H, W] (or [C, L])", doc.loc)

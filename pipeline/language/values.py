@@ -25,6 +25,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ..blocks.base import make_divisible
 from ..errors import ArchError, Loc
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
@@ -143,15 +144,6 @@ _BINOPS = {
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a channel count to a multiple of ``divisor``, never more than 10% down (MobileNet's rule)."""
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor <= 0:
-        zero = " (division by zero)" if divisor == 0 else ""
-        raise ValueError(f"the divisor must be a positive integer, got {divisor}{zero}")
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
 _FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "float": float,
           "make_divisible": make_divisible}
 
