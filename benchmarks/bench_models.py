@@ -8,6 +8,7 @@ overhead). Options add torch.compile, channels_last and bf16 autocast variants o
     python benchmarks/bench_models.py                       # default set, prints a Markdown table
     python benchmarks/bench_models.py --nets resnet18 --batch 16 --rounds 7
     python benchmarks/bench_models.py --variants compile channels_last bf16
+    python benchmarks/bench_models.py --nets efficientnet_b0 mobilenet_v3_large convnext_tiny regnet_y_400mf --size 128
 """
 from __future__ import annotations
 
@@ -67,7 +68,13 @@ NETS = {  # name: (zoo file, reference factory, input size)
     "densenet121": ("densenet121.yaml", lambda: torchvision.models.densenet121(), 224),
     "mobilenet_v2": ("mobilenet_v2.yaml", lambda: torchvision.models.mobilenet_v2(), 224),
     "resnet56_cifar": ("resnet56_cifar.yaml", lambda: cifar_resnet(56), 32),
+    # issue 12's modern families (python benchmarks/bench_models.py --nets efficientnet_b0 ...)
+    "efficientnet_b0": ("efficientnet_b0.yaml", lambda: torchvision.models.efficientnet_b0(), 224),
+    "mobilenet_v3_large": ("mobilenet_v3_large.yaml", lambda: torchvision.models.mobilenet_v3_large(), 224),
+    "convnext_tiny": ("convnext_tiny.yaml", lambda: torchvision.models.convnext_tiny(), 224),
+    "regnet_y_400mf": ("regnet_y_400mf.yaml", lambda: torchvision.models.regnet_y_400mf(), 224),
 }
+DEFAULT_NETS = ["resnet18", "resnet50", "googlenet", "densenet121", "mobilenet_v2", "resnet56_cifar"]
 
 
 def logits_of(out):
@@ -130,8 +137,9 @@ def variant(model: nn.Module, name: str, x: torch.Tensor) -> tuple[nn.Module, to
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    parser.add_argument("--nets", nargs="+", default=DEFAULT_NETS, choices=list(NETS))
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, help="input side for the ImageNet nets (default: each net's own)")
     parser.add_argument("--cifar-batch", type=int, default=64)
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
@@ -145,6 +153,7 @@ def main() -> None:
     print("|---|---|---:|---|---:|---:|---:|")
     for name in args.nets:
         file, make_ref, size = NETS[name]
+        size = args.size if args.size and size > 32 else size
         batch = args.cifar_batch if size <= 32 else args.batch
         ours, ref = build_model(ROOT / "architectures" / file, input_shape=(3, size, size)), make_ref()
         x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))

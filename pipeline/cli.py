@@ -22,7 +22,7 @@ model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
   zoo [FOLDER]                      the architecture files with parameters and MACs
   blocks [--markdown]               every block with its arguments (types, defaults, meanings)
-  import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
+  import-weights torchvision:NAME|timm:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 """
 
@@ -108,34 +108,36 @@ def blocks(argv: list[str]) -> int:
 
 def import_weights(argv: list[str]) -> int:
     parser = _Parser(prog="python -m pipeline import-weights",
-                     description="Convert a torchvision model's weights into a state dict for a YAML architecture.")
-    parser.add_argument("reference", help="torchvision:NAME, e.g. torchvision:resnet50")
+                     description="Convert a torchvision or timm model's weights into a state dict for a YAML architecture.")
+    parser.add_argument("reference", help="torchvision:NAME or timm:NAME, e.g. torchvision:resnet50")
     parser.add_argument("arch", help="architecture YAML file of the same network")
     parser.add_argument("-o", "--output", required=True, help="where to write the converted state dict (.pt)")
-    parser.add_argument("--from-file", help="read the torchvision state dict from this file instead of downloading")
+    parser.add_argument("--from-file", help="read the reference state dict from this file instead of downloading")
     _add_var(parser)
     args = parser.parse_args(argv)
     source, _, name = args.reference.partition(":")
-    if source != "torchvision" or not name:
-        raise UsageError(f"reference must look like torchvision:NAME, got '{args.reference}'")
+    from .convert import SOURCES, convert_state_dict, load_converted, reference_state_dict, save_atomic
+
+    if source not in SOURCES or not name:
+        raise UsageError(f"reference must look like torchvision:NAME or timm:NAME, got '{args.reference}'")
     writable_file(args.output, "-o")
-    import torchvision
+    if source == "torchvision":
+        import torchvision
 
-    if name not in torchvision.models.list_models():
-        from .language.values import close_matches
+        if name not in torchvision.models.list_models():
+            from .errors import close_matches
 
-        raise UsageError(f"unknown torchvision model '{name}'{close_matches(name, torchvision.models.list_models())}")
-    from .convert import convert_state_dict, load_converted, reference_state_dict, save_atomic
+            raise UsageError(f"unknown torchvision model '{name}'{close_matches(name, torchvision.models.list_models())}")
     from .language import build_model
 
     from .export import net_weights
 
     model = build_model(args.arch, **parse_vars(args.var))
-    source = reference_state_dict(name, args.from_file)
-    state = convert_state_dict(net_weights(source)[0] if args.from_file else source, model, name)
+    reference = reference_state_dict(name, args.from_file, source)
+    state = convert_state_dict(net_weights(reference)[0] if args.from_file else reference, model, name)
     load_converted(model, state)  # proves the result loads before anything is written
     save_atomic(model.state_dict(), args.output)
-    print(f"wrote {args.output}: {len(state)} tensors from torchvision '{name}' into {args.arch}")
+    print(f"wrote {args.output}: {len(state)} tensors from {source} '{name}' into {args.arch}")
     return 0
 
 

@@ -299,8 +299,9 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: _Context, pre
             ctx.nodes += 1
             if ctx.nodes > MAX_NODES:
                 raise ArchError(f"the model has more than {MAX_NODES} nodes once repeats are expanded", loc, path)
+            # `i` exists whenever `repeat:` is written, even when it evaluates to 1 (a computed depth)
             rep_args = {k: Binding(b.raw, b.scope.child({"i": index}), b.loc) for k, b in args.items()} \
-                if repeat > 1 else args
+                if "repeat" in spec else args
             rep_path = f"{path}.{index}" if repeat > 1 else path
             try:
                 rep, out_shape, rep_params, rep_macs = factory.plan(current, rep_args, ctx, rep_path, loc)
