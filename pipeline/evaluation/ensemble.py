@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ..errors import ArchError
 from .crops import MODES, crop_boxes, loader_side, make_crops
+from .windows import make_windows
 
 
 @dataclass
@@ -31,21 +32,25 @@ class EvalConfig:
 
     Args:
         crops: center (the datamodule's eval transforms), flip (centre + mirror), ten (4 corners +
-            centre, and mirrors) or googlenet144 (4 scales x 3 squares x 6 crops x 2 mirrors).
+            centre, and mirrors) or googlenet144 (4 scales x 3 squares x 6 crops x 2 mirrors); for 1-D
+            signals center (the centre window) or windows (``windows`` evenly spaced windows).
         scales: shorter sides to evaluate at, relative to a 224 input (e.g. [256, 320] = 256/224 and
             320/224 x the input side); each scale gets the mode's crops. Default: the mode's own
             ([256]; googlenet144: [256, 288, 320, 352]).
         mirror: add the left-right mirror of every crop; default: the mode's own (false for center).
         average: average class probabilities (prob, as GoogLeNet) or logits (logit) over crops and members.
+        windows: with ``crops: windows`` (1-D signals), windows per signal, evenly spaced from its
+            start to its end.
         max_crops: crops per forward pass (bounds memory; an image's crops are never split).
         top_k: labels per row in predict's CSV.
         report_dir: where test/validate reports and predict's CSV go (default: trainer.default_root_dir/reports).
     """
 
-    crops: Literal["center", "flip", "ten", "googlenet144"] = "center"
+    crops: Literal["center", "flip", "ten", "googlenet144", "windows"] = "center"
     scales: list[int] | None = None
     mirror: bool | None = None
     average: Literal["prob", "logit"] = "prob"
+    windows: int = 10
     max_crops: int = 256
     top_k: int = 5
     report_dir: str | None = None
@@ -115,6 +120,8 @@ class Evaluator(nn.Module):
         cfg = self.config
         if not cfg.on_tensors():
             return 1
+        if cfg.crops == "windows":
+            return cfg.windows
         side = loader_side(cfg.crops, size, cfg.scales)
         return len(crop_boxes(cfg.crops, side, side, size, cfg.scales, cfg.mirror))
 
@@ -124,6 +131,12 @@ class Evaluator(nn.Module):
         pending: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
         for image in images:
+            if image.dim() == 2:  # a whole 1-D signal (C, L): its windows (the centre one unless 'windows')
+                pending.append(make_windows(image, cfg.windows if cfg.crops == "windows" else 1, member.size))
+                if sum(len(p) for p in pending) >= cfg.max_crops:
+                    outputs.append(member.forward(torch.cat(pending)))
+                    pending = []
+                continue
             shape = tuple(image.shape[-2:])
             if shape not in boxes:
                 boxes[shape] = crop_boxes(cfg.crops, *shape, member.size, cfg.scales, cfg.mirror)
@@ -256,6 +269,11 @@ class EnsembleModule(L.LightningModule):
         return self.evaluator.probs(self.eval_members(), batch)
 
 
+def _input_shape(member: Member) -> tuple[int, ...]:
+    net = getattr(member.forward, "net", None)
+    return tuple(getattr(net, "input_shape", ())) or (0, 0, 0)
+
+
 def prepare(module: L.LightningModule, datamodule, config: EvalConfig, ensemble: EnsembleConfig | None = None,
             ckpt_path: str | None = None, check_classes: bool = True) -> L.LightningModule:
     """The module that validate/test/predict run (``module``, or an EnsembleModule of
@@ -274,6 +292,20 @@ def prepare(module: L.LightningModule, datamodule, config: EvalConfig, ensemble:
     members = module.eval_members()
     data_shape = tuple(datamodule.input_shape) if datamodule is not None else None
     on_tensors = config.on_tensors() or any(data_shape and m.size != data_shape[-1] for m in members)
+    signals = [m for m in members if len(_input_shape(m)) == 2]
+    if signals:  # 1-D nets: whole signals from the loader, cut into windows (windows.py)
+        if len(signals) != len(members):
+            raise ArchError("ensemble.checkpoints: 1-D and image models cannot be evaluated together")
+        if config.crops not in ("center", "windows") or config.scales or config.mirror:
+            raise ArchError(f"eval.crops: 1-D signals take 'center' or 'windows' (no scales or mirrors), "
+                            f"got '{config.crops}'")
+        if config.windows < 1:
+            raise ArchError(f"eval.windows must be positive, got {config.windows}")
+        if datamodule is not None:
+            datamodule.eval_resize = max(m.size for m in members) if on_tensors else None
+        return module
+    if config.crops == "windows":
+        raise ArchError("eval.crops: 'windows' is for 1-D signals; images take center, flip, ten or googlenet144")
     if on_tensors:
         for m in members:
             shape = m.forward.net.input_shape if hasattr(m.forward, "net") else None
