@@ -21,14 +21,10 @@ from pipeline.evaluation.windows import make_windows, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml"
-TEST = ("python -m pipeline test --config configs/wavenet_sequential_digits.yaml --ckpt_path "
-        "runs/sequential_digits/checkpoints/last.ckpt --eval.crops windows --eval.windows 5")
-PREDICT = ("python -m pipeline predict --config configs/wavenet_sequential_digits.yaml --ckpt_path "
-           "runs/sequential_digits/checkpoints/last.ckpt")
-FOLDER = ("python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalFolderDataModule "
-          "--data.root my_sounds --data.length 4096 --model.arch architectures/wavenet_classifier.yaml")
-ARRAYS = ("python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalArrayDataModule "
-          "--data.train signals.npz")
+TEST = "python -m pipeline test --config configs/wavenet_sequential_digits.yaml --ckpt_path runs/sequential_digits/checkpoints/last.ckpt --eval.crops windows --eval.windows 5"  # noqa: E501
+PREDICT = "python -m pipeline predict --config configs/wavenet_sequential_digits.yaml --ckpt_path runs/sequential_digits/checkpoints/last.ckpt"  # noqa: E501
+FOLDER = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalFolderDataModule --data.root my_sounds --data.length 4096 --model.arch architectures/wavenet_classifier.yaml"  # noqa: E501
+ARRAYS = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalArrayDataModule --data.train signals.npz"  # noqa: E501
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -204,6 +200,12 @@ def test_wav_folder(tmp_path):
     assert x.shape == (4, 1, 256) and dm.class_names == ["down", "up"]
     assert len(dm.splits["val"][0]) == 3 and len(dm.predict_names()) == 3
     assert all(n.endswith(".wav") for n in dm.predict_names())
+    write_sounds(tmp_path / "new", classes=("any",), per_class=2)
+    dm = SignalFolderDataModule(str(tmp_path / "sounds"), length=256, predict_root=str(tmp_path / "new"))
+    dm.setup()
+    x, index = next(iter(dm.predict_dataloader()))
+    assert x.shape == (2, 1, 256) and index.tolist() == [0, 1]
+    assert [Path(n).name for n in dm.predict_names()] == ["0.wav", "1.wav"]
     # formats: 8-bit unsigned, float, stereo
     folder = tmp_path / "formats"
     (folder / "a").mkdir(parents=True)
