@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
@@ -21,7 +22,7 @@ Shape = tuple[int, ...]
 Size = int | list[int]  # one size for every spatial dimension, or one per dimension ([h, w] in 2-D)
 MAX_LAYERS = 1000  # layers one block builds from a count argument (DenseNet-264's largest block has 64)
 
-NormKind = Literal["batch", "layer", "instance", "group", "none"]
+NormKind = Literal["batch", "layer", "layer2d", "instance", "group", "none"]
 ActKind = Literal["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "swish", "mish", "sigmoid",
                   "tanh", "hardswish", "hardsigmoid", "softplus", "prelu", "none"]
 
@@ -115,14 +116,33 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
 
 
+class SampleLayerNorm(nn.Module):
+    """Layer normalisation as Ba et al. (2016) define it: each sample normalised over all its values
+    (C, *spatial), then a per-channel scale and shift (GroupNorm with one group computes the same)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (x.ndim - 2)  # per-channel affine over any number of spatial dims
+        return F.layer_norm(x, x.shape[1:], eps=self.eps) * self.weight.view(shape) + self.bias.view(shape)
+
+
 def norm_layer(kind: str, channels: int, nd: int, eps: float = 1e-5, groups: int = 32) -> nn.Module:
     """A normalisation layer by name; ``nd`` is the number of spatial dims (0 for flat inputs)."""
     if kind == "none":
         return nn.Identity()
     if kind == "batch":
         return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd](channels, eps=eps)
+    if kind in ("layer", "layer2d") and nd == 0:  # a flat input: both are LayerNorm over its features
+        return nn.LayerNorm(channels, eps=eps)
     if kind == "layer":
-        return nn.LayerNorm(channels, eps=eps) if nd == 0 else ChannelLayerNorm(channels, eps=eps)
+        return SampleLayerNorm(channels, eps=eps)
+    if kind == "layer2d":  # over the channels at each position (ConvNeXt, timm's LayerNorm2d)
+        return ChannelLayerNorm(channels, eps=eps)
     if kind == "instance":
         if nd == 0:
             raise BlockError("instance norm needs a spatial input")

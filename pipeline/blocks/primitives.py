@@ -26,7 +26,8 @@ class Conv(ConvNormAct):
 
 @register("norm")
 class Norm(Block):
-    """Normalisation: batch, layer (over channels), instance or group."""
+    """Normalisation: batch, layer (each sample over all of C, H, W), layer2d (over the channels at each
+    position, as ConvNeXt), instance or group."""
 
     def __init__(self, in_shape: Shape, *, kind: NormKind = "batch", eps: float = 1e-5, groups: int = 32):
         super().__init__()

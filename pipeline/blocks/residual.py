@@ -183,7 +183,7 @@ def _conv(nd: int, in_channels: int, out_channels: int, kernel: int, stride: int
 
 @register("wide")
 class Wide(Block):
-    """Wide-ResNet block: BN-ReLU-3x3 (stride) -> dropout -> BN-ReLU-3x3, plus a 1x1 projection when
+    """Wide-ResNet block: BN-ReLU-3x3 (stride) -> BN-ReLU-dropout-3x3, plus a 1x1 projection when
     shapes change (applied to the pre-activated input, as in the authors' code)."""
 
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dropout: float = 0.0, norm: NormKind = "batch",
@@ -201,4 +201,8 @@ class Wide(Block):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.act(self.norm(x))
         identity = x if self.shortcut is None else self.shortcut(pre)
-        return self.conv2(self.drop(self.conv1(pre))) + identity
+        # dropout between the second ReLU and conv (the paper's order): the second BN then normalises
+        # the same activations in training and evaluation
+        norm_act_conv = self.conv2
+        h = norm_act_conv.act(norm_act_conv.norm(self.conv1(pre)))
+        return norm_act_conv.conv(self.drop(h)) + identity

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Callable, Literal, NamedTuple, Protocol, Sequence, Union, runtime_checkable
 
 import lightning as L
 import torch
@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from ..errors import ArchError
 from .crops import CropMode, crop_boxes, loader_side, make_crops
+from .windows import make_windows
 
 
 @dataclass
@@ -31,21 +32,25 @@ class EvalConfig:
 
     Args:
         crops: center (the datamodule's eval transforms), flip (centre + mirror), ten (4 corners +
-            centre, and mirrors) or googlenet144 (4 scales x 3 squares x 6 crops x 2 mirrors).
+            centre, and mirrors) or googlenet144 (4 scales x 3 squares x 6 crops x 2 mirrors); for 1-D
+            signals center (the centre window) or windows (``windows`` evenly spaced windows).
         scales: shorter sides to evaluate at, relative to a 224 input (e.g. [256, 320] = 256/224 and
             320/224 x the input side); each scale gets the mode's crops. Default: the mode's own
             ([256]; googlenet144: [256, 288, 320, 352]).
         mirror: add the left-right mirror of every crop; default: the mode's own (false for center).
         average: average class probabilities (prob, as GoogLeNet) or logits (logit) over crops and members.
+        windows: with ``crops: windows`` (1-D signals), windows per signal, evenly spaced from its
+            start to its end.
         max_crops: crops per forward pass (bounds memory; an image's crops are never split).
         top_k: labels per row in predict's CSV.
         report_dir: where test/validate reports and predict's CSV go (default: trainer.default_root_dir/reports).
     """
 
-    crops: CropMode = "center"
+    crops: Union[CropMode, Literal["windows"]] = "center"  # image modes (crops.py), or 1-D windows
     scales: list[int] | None = None
     mirror: bool | None = None
     average: Literal["prob", "logit"] = "prob"
+    windows: int = 10
     max_crops: int = 256
     top_k: int = 5
     report_dir: str | None = None
@@ -119,6 +124,8 @@ class Evaluator(nn.Module):
         cfg = self.config
         if not cfg.on_tensors():
             return 1
+        if cfg.crops == "windows":
+            return cfg.windows
         side = loader_side(cfg.crops, size, cfg.scales)
         return len(crop_boxes(cfg.crops, side, side, size, cfg.scales, cfg.mirror))
 
@@ -128,6 +135,12 @@ class Evaluator(nn.Module):
         pending: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
         for image in images:
+            if image.dim() == 2:  # a whole 1-D signal (C, L): its windows (the centre one unless 'windows')
+                pending.append(make_windows(image, cfg.windows if cfg.crops == "windows" else 1, member.size))
+                if sum(len(p) for p in pending) >= cfg.max_crops:
+                    outputs.append(member.forward(torch.cat(pending)))
+                    pending = []
+                continue
             shape = tuple(image.shape[-2:])
             if shape not in boxes:
                 boxes[shape] = crop_boxes(cfg.crops, *shape, member.size, cfg.scales, cfg.mirror)
@@ -175,7 +188,20 @@ def whole_image_side(config: EvalConfig, members: Sequence[Member], data_shape: 
     Checks the configuration first: a mistake is a one-line ArchError."""
     if config.max_crops < 1 or config.top_k < 1:
         raise ArchError(f"eval.max_crops and eval.top_k must be positive, got {config.max_crops} and {config.top_k}")
-    if not (config.on_tensors() or any(data_shape and m.size != data_shape[-1] for m in members)):
+    on_tensors = config.on_tensors() or any(data_shape and m.size != data_shape[-1] for m in members)
+    signals = [m for m in members if m.input_shape is not None and len(m.input_shape) == 2]
+    if signals:  # 1-D nets: whole signals from the loader, cut into windows (windows.py)
+        if len(signals) != len(members):
+            raise ArchError("ensemble.checkpoints: 1-D and image models cannot be evaluated together")
+        if config.crops not in ("center", "windows") or config.scales or config.mirror:
+            raise ArchError(f"eval.crops: 1-D signals take 'center' or 'windows' (no scales or mirrors), "
+                            f"got '{config.crops}'")
+        if config.windows < 1:
+            raise ArchError(f"eval.windows must be positive, got {config.windows}")
+        return max(m.size for m in members) if on_tensors else None
+    if config.crops == "windows":
+        raise ArchError("eval.crops: 'windows' is for 1-D signals; images take center, flip, ten or googlenet144")
+    if not on_tensors:
         return None
     for m in members:
         shape = m.input_shape
