@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import ArchError
 from ..evaluation.ensemble import Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
-from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
+from .optim import (OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, check_optimizer, param_groups,
+                    scaled_lr)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class ClassifierModule(L.LightningModule):
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
         scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
+        check_optimizer(optimizer)  # a wrong name or argument fails here, before the data is loaded
         # plain values only, so checkpoints load with weights_only=True
         self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
                                    "input_shape": list(input_shape) if input_shape else None,
