@@ -81,13 +81,16 @@ class ClassifierModule(L.LightningModule):
             ``docs/BENCHMARKS.md``); numerics are unchanged.
         compile: run the net through ``torch.compile(fullgraph=True)``; the first steps of each mode
             (train, eval) are slow while it compiles; checkpoints are unchanged.
+        aux_weights: loss weights of auxiliary heads, overriding the file's, e.g. ``{aux1: 0.0, aux2: 0.1}``;
+            a head of weight 0 is not computed in training (its weights stay in checkpoints).
     """
 
     def __init__(self, arch: str, num_classes: int | None = None, vars: dict[str, Any] | None = None,
                  input_shape: tuple[int, ...] | None = None, optimizer: OptimizerConfig = OptimizerConfig(),
                  scheduler: SchedulerConfig = SchedulerConfig(), label_smoothing: float = 0.0, ema_decay: float = 0.0,
                  init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
-                 pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False):
+                 pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False,
+                 aux_weights: dict[str, float] | None = None):
         super().__init__()
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
@@ -100,13 +103,18 @@ class ClassifierModule(L.LightningModule):
                                    "label_smoothing": label_smoothing, "ema_decay": ema_decay,
                                    "init_from": init_from, "init_prefix": init_prefix,
                                    "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
-                                   "channels_last": channels_last, "compile": compile})
+                                   "channels_last": channels_last, "compile": compile,
+                                   "aux_weights": dict(aux_weights or {})})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
         overrides = dict(vars or {})
         if num_classes is not None:
             overrides["classes"] = num_classes
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
         self.net = materialize(plan)
+        try:
+            self.net.set_aux_weights(dict(aux_weights or {}))
+        except ValueError as err:
+            raise ArchError(f"model.aux_weights: {err} (in {arch})") from None
         self.num_classes = int(plan.out_shape[0])
         self.pretrained: set[str] = set()
         if init_from:
