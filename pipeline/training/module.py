@@ -175,13 +175,19 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, target = batch
-        loss, parts = classification_loss(self.net(self._layout(images)), target, self.label_smoothing)
+        output = self.net(self._layout(images))
+        loss, parts = classification_loss(output, target, self.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                                    "the last good checkpoint is intact: resume from it with a lower learning rate")
         # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
+        # training accuracy per epoch (of the main head; Mixup's soft targets count by their top class):
+        # the training-error curves of the papers' comparisons (pipeline/training/experiment.py)
+        logits = output.logits if isinstance(output, TrainOutput) else output
+        hard = target if target.dim() == 1 else target.argmax(1)
+        self.log("train/acc", (logits.argmax(1) == hard).float().mean(), on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def optimizer_step(self, *args, **kwargs) -> None:
