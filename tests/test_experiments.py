@@ -74,3 +74,20 @@ def test_experiment_mistakes_exit_2_with_one_line(args, words, monkeypatch, caps
     rc = main(["experiment", *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and all(w in err for w in words), err
+
+
+def test_confusion_png_is_a_matplotlib_heat_map_of_the_rows(tmp_path):
+    import torch
+    from PIL import Image
+
+    from pipeline.evaluation.reports import write_confusion_png
+
+    names = ["cat", "dog", "bird"]
+    write_confusion_png(torch.eye(3, dtype=torch.long) * 5, names, tmp_path / "diag.png")
+    write_confusion_png(torch.ones(3, 3, dtype=torch.long), names, tmp_path / "flat.png")
+    with Image.open(tmp_path / "diag.png") as diag, Image.open(tmp_path / "flat.png") as flat:
+        assert diag.format == "PNG" and diag.size == flat.size and min(diag.size) > 300
+        assert "matplotlib" in diag.info.get("Software", "")
+        # the diagonal matrix has darker (saturated) cells and paler ones; the flat one is all one shade
+        dark = lambda im: sum(1 for r, g, b, *_ in im.convert("RGB").getdata() if b > 80 and r < 40)  # noqa: E731
+        assert dark(diag) > 1000 and dark(flat) < dark(diag) / 10
