@@ -24,6 +24,9 @@ model tools:
   blocks [--markdown]               every block with its arguments (types, defaults, meanings)
   import-weights torchvision:NAME|timm:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
+
+experiments (the papers' comparisons; experiments/*.yaml):
+  experiment NAME [--out DIR] [--results DIR] [--runs A,B] [fit options ...]
 """
 
 
@@ -172,8 +175,14 @@ def export(argv: list[str]) -> int:
     return 0
 
 
+def experiment(argv: list[str]) -> int:
+    from .training.experiment import run_experiment  # imported lazily: Lightning is slow to import
+
+    return run_experiment(argv)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
-                                                "export": export, "blocks": blocks}
+                                                "export": export, "blocks": blocks, "experiment": experiment}
 
 
 TRAINING = ("fit", "validate", "test", "predict")

@@ -35,37 +35,37 @@ def write_confusion_csv(confusion: torch.Tensor, names: list[str], path: Path) -
 
 
 def write_confusion_png(confusion: torch.Tensor, names: list[str], path: Path) -> None:
-    """A row-normalised heat map (white = 0, dark blue = the whole row), drawn with PIL: no plotting library needed."""
-    from PIL import Image, ImageDraw, ImageFont
+    """A row-normalised heat map (white = 0, dark blue = the whole row) drawn with matplotlib; counts
+    in the cells and class names on the axes while they can be read."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
 
     n = len(names)
-    cell = max(2, min(40, 800 // max(n, 1)))
-    font = ImageFont.load_default()
-    labelled = n <= 40  # class names on the axes while they can be read
-    label_w = max((int(font.getlength(s)) for s in names), default=0) + 8 if labelled else 0
-    top, left = 24 + (label_w if labelled else 0), 8 + label_w
-    image = Image.new("RGB", (left + n * cell + 8, top + n * cell + 8), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((8, 6), "rows: true class, columns: predicted (row-normalised)", fill="black", font=font)
     rows = confusion.double()
-    fractions = rows / rows.sum(1, keepdim=True).clamp(min=1)
-    dark = (8, 48, 107)
-    for i in range(n):
-        for j in range(n):
-            f = float(fractions[i, j])
-            colour = tuple(round(255 - f * (255 - d)) for d in dark)
-            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
-            draw.rectangle(box, fill=colour)
-            if cell >= 28 and confusion[i, j]:
-                draw.text((box[0] + 3, box[1] + cell // 3), str(int(confusion[i, j])), font=font,
-                          fill="white" if f > 0.5 else "black")
-    if labelled:
-        for i, name in enumerate(names):
-            draw.text((8, top + i * cell + (cell - 10) // 2), name, fill="black", font=font)
-            tag = Image.new("RGB", (label_w, 12), "white")
-            ImageDraw.Draw(tag).text((0, 0), name, fill="black", font=font)
-            image.paste(tag.rotate(90, expand=True), (left + i * cell + (cell - 12) // 2, 24))
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    fractions = (rows / rows.sum(1, keepdim=True).clamp(min=1)).numpy()
+    side = min(4 + 0.45 * n, 16)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side), constrained_layout=True)
+    shown = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="share of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("confusion matrix (row-normalised)")
+    if n <= 40:
+        ax.set_xticks(range(n), names, rotation=90)
+        ax.set_yticks(range(n), names)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if fractions[i, j] > 0.5 else "black")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
 
 
 def table(report: dict[str, Any]) -> str:

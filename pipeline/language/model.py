@@ -90,24 +90,47 @@ class GraphNet(Graph):
     """A whole model built from an architecture file.
 
     In eval mode ``model(x)`` is the main logits tensor and auxiliary branches are not run at all
-    (so inference and export never pay for them). In training mode a model with auxiliary heads
-    returns :class:`TrainOutput`; one without returns the logits tensor.
+    (so inference and export never pay for them). In training mode a model with auxiliary heads of
+    non-zero weight returns :class:`TrainOutput`; one without returns the logits tensor. A head of
+    weight 0 is not run in training either.
     """
 
     def __init__(self, nodes, output: str, aux_weights: dict[str, float], input_shape: tuple[int, ...],
                  name: str = "", source: str = ""):
         super().__init__(nodes, output)
-        self.aux_weights = dict(aux_weights)
         self.input_shape = tuple(input_shape)
         self.arch_name = name
         self.source = source
-        self.train_steps = schedule(self.order, (output, *self.aux_weights))
+        self.aux_weights = {head: float(weight) for head, weight in aux_weights.items()}  # 0 = switched off
+        self._schedule_training()
+
+    def set_aux_weights(self, weights: dict[str, float]) -> None:
+        """Set the loss weights of some auxiliary heads (the others keep theirs); 0 switches a head
+        off. Raises ValueError for a head the net does not have or a negative weight."""
+        for head, weight in weights.items():
+            if head not in self.aux_weights:
+                raise ValueError(f"no auxiliary head '{head}'; its heads: {', '.join(self.aux_weights) or 'none'}")
+            if not weight >= 0:
+                raise ValueError(f"auxiliary head '{head}': loss weight must be >= 0, got {weight}")
+        self.aux_weights.update({head: float(weight) for head, weight in weights.items()})
+        self._schedule_training()
+
+    def _schedule_training(self) -> None:
+        # a head of weight 0 is not computed in training, and the weights only it uses are frozen:
+        # an unused parameter would stall DDP, which waits for every gradient
+        active = tuple(head for head, weight in self.aux_weights.items() if weight > 0)
+        self.train_steps = schedule(self.order, (self.output, *active))
+        used = {s.name for s in self.train_steps}
+        for step in schedule(self.order, (self.output, *self.aux_weights)):
+            if step.name not in used:
+                self._modules[step.name].requires_grad_(False)
 
     def forward(self, x: torch.Tensor):
-        if not (self.training and self.aux_weights):
+        active = {name: weight for name, weight in self.aux_weights.items() if weight > 0}
+        if not (self.training and active):
             return self.run(x, self.steps)[self.output]
         values = self.run(x, self.train_steps)
-        aux = {name: AuxOutput(weight, values[name]) for name, weight in self.aux_weights.items()}
+        aux = {name: AuxOutput(weight, values[name]) for name, weight in active.items()}
         return TrainOutput(values[self.output], aux)
 
     def node_names(self) -> list[str]:

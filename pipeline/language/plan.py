@@ -283,8 +283,8 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: _Context, pre
             if prefix:
                 raise ArchError("'aux' outputs can only be declared in the top-level 'nodes'", spec.key_loc("aux"), path)
             aux = resolve(spec["aux"], float, scope, spec.loc_of("aux"), "'aux' (loss weight)")
-            if not aux > 0:
-                raise ArchError(f"'aux' loss weight must be positive, got {aux}", spec.loc_of("aux"), path)
+            if not aux >= 0:  # 0 keeps the head (and its weights) but switches it off in training
+                raise ArchError(f"'aux' loss weight must be positive or 0 (off), got {aux}", spec.loc_of("aux"), path)
         repeat = resolve(spec.get("repeat", 1), int, scope, spec.loc_of("repeat"), "'repeat'")
         if not 0 <= repeat <= MAX_REPEAT or (repeat == 0 and factory.merges):
             raise ArchError(f"'repeat' must be between {1 if factory.merges else 0} and {MAX_REPEAT}, got {repeat}",

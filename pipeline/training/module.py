@@ -17,7 +17,8 @@ from ..errors import ArchError, close_matches
 from ..evaluation import EvalConfig, Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
 from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
-from .optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, param_groups, scaled_lr
+from .optim import (OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, check_optimizer, param_groups,
+                    scaled_lr)
 from .preflight import check_same_net
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class ClassifierModule(L.LightningModule):
             (train, eval) are slow while it compiles; checkpoints are unchanged.
         evaluation: test-time crops and averaging of validate/test/predict (linked from ``--eval``;
             not a hyper-parameter: checkpoints do not change).
+        aux_weights: loss weights of auxiliary heads, overriding the file's, e.g. ``{aux1: 0.0, aux2: 0.1}``;
+            a head of weight 0 is not computed in training (its weights stay in checkpoints).
     """
 
     # what reports show for a single net: the data's class names, the checkpoint it was loaded from
@@ -87,11 +90,12 @@ class ClassifierModule(L.LightningModule):
                  scheduler: SchedulerConfig = SchedulerConfig(), label_smoothing: float = 0.0, ema_decay: float = 0.0,
                  init_from: str | None = None, init_prefix: str = "", freeze_until: str | None = None,
                  pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False,
-                 evaluation: EvalConfig | None = None):
+                 evaluation: EvalConfig | None = None, aux_weights: dict[str, float] | None = None):
         super().__init__()
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
         scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
+        check_optimizer(optimizer)  # a wrong name or argument fails here, before the data is loaded
         # plain values only, so checkpoints load with weights_only=True
         self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
                                    "input_shape": list(input_shape) if input_shape else None,
@@ -99,7 +103,8 @@ class ClassifierModule(L.LightningModule):
                                    "label_smoothing": label_smoothing, "ema_decay": ema_decay,
                                    "init_from": init_from, "init_prefix": init_prefix,
                                    "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
-                                   "channels_last": channels_last, "compile": compile})
+                                   "channels_last": channels_last, "compile": compile,
+                                   "aux_weights": dict(aux_weights or {})})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
         if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
             raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
@@ -108,6 +113,10 @@ class ClassifierModule(L.LightningModule):
             overrides["classes"] = num_classes
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
         self.net = materialize(plan)
+        try:
+            self.net.set_aux_weights(dict(aux_weights or {}))
+        except ValueError as err:
+            raise ArchError(f"model.aux_weights: {err} (in {arch})") from None
         self.num_classes = int(plan.out_shape[0])
         if self.num_classes < 2:
             raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
@@ -169,13 +178,19 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, target = batch
-        loss, parts = classification_loss(self.net(self._layout(images)), target, self.label_smoothing)
+        output = self.net(self._layout(images))
+        loss, parts = classification_loss(output, target, self.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                                    f"{last_finite_message(self.trainer)}")
         # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
+        # training accuracy per epoch (of the main head; Mixup's soft targets count by their top class):
+        # the training-error curves of the papers' comparisons (pipeline/training/experiment.py)
+        logits = output.logits if isinstance(output, TrainOutput) else output
+        hard = target if target.dim() == 1 else target.argmax(1)
+        self.log("train/acc", (logits.argmax(1) == hard).float().mean(), on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
