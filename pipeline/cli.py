@@ -20,6 +20,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+  schema [-o FILE]                  the JSON Schema of architecture files (editor completion)
   zoo [FOLDER]                      the architecture files with parameters and MACs
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
@@ -96,6 +97,23 @@ def zoo(argv: list[str]) -> int:
     return 0
 
 
+def schema(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline schema",
+                     description="Write the JSON Schema (draft 2020-12) of architecture files, from the block registry.")
+    parser.add_argument("-o", "--output", help="write to this file (default: print it)")
+    args = parser.parse_args(argv)
+    from .schema import dump
+
+    text = dump()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def import_weights(argv: list[str]) -> int:
     parser = _Parser(prog="python -m pipeline import-weights",
                      description="Convert a torchvision model's weights into a state dict for a YAML architecture.")
@@ -146,7 +164,7 @@ def export(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
-                                                "export": export}
+                                                "export": export, "schema": schema}
 
 
 TRAINING = ("fit", "validate", "test", "predict")
