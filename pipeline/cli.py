@@ -20,6 +20,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+          [--batch B] [--precision 32|bf16] [--optimizer NAME]   receptive fields, memory estimate
   schema [-o FILE]                  the JSON Schema of architecture files (editor completion)
   zoo [FOLDER]                      the architecture files with parameters and MACs
   import-weights torchvision:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
@@ -74,12 +75,20 @@ def summary(argv: list[str]) -> int:
     _add_var(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
+    parser.add_argument("--batch", type=int, default=1, help="batch size for activation and training memory")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"],
+                        help="training precision for the memory estimate (bf16/16: mixed, with autocast)")
+    parser.add_argument("--optimizer", default="sgd", help="optimizer whose state the memory estimate counts")
     args = parser.parse_args(argv)
+    if args.batch <= 0:
+        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+    from .analysis import analyse
     from .language import plan_model
     from .summary import as_json, table, write_graph
 
     plan = plan_model(args.file, parse_shape(args.input), **parse_vars(args.var))
-    print(json.dumps(as_json(plan)) if args.json else table(plan))
+    analysis = analyse(plan, args.batch, args.precision, args.optimizer)
+    print(json.dumps(as_json(plan, analysis)) if args.json else table(plan, analysis))
     if args.graph:
         path, note = write_graph(plan, args.graph)
         print(note or f"graph written to {path}", file=sys.stderr)

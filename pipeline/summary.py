@@ -25,15 +25,23 @@ def _inputs(node: NodePlan, previous: str | None) -> str:
     return ",".join(node.inputs)
 
 
-def table(plan: ModelPlan) -> str:
-    """Every top-level node with its block, inputs, output shape, parameters and MACs."""
+def table(plan: ModelPlan, analysis=None) -> str:
+    """Every top-level node with its block, inputs, output shape, parameters and MACs (and, given
+    an ``analysis.Analysis``, receptive field, stride and activation memory)."""
     rows = [("node", "block", "from", "output", "params", "MACs")]
+    if analysis is not None:
+        from .analysis import show_bytes, show_field
+
+        rows[0] += ("RF", "stride", f"act x{analysis.batch}")
     previous = "input"
     for node in plan.nodes:
         block = node.block + (f" x{len(node.reps)}" if len(node.reps) != 1 else "")
         name = node.name + (f"  [aux {node.aux:g}]" if node.aux is not None else "")
         rows.append((name, block, _inputs(node, previous), _shape(node.out_shape), f"{node.params:,}",
                      _human(node.macs)))
+        if analysis is not None:
+            stats = analysis.nodes[node.name]
+            rows[-1] += (show_field(stats.field), show_field(stats.field, "jump"), show_bytes(stats.activation_bytes))
         if node.aux is None:
             previous = node.name
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -51,11 +59,15 @@ def table(plan: ModelPlan) -> str:
                  + (f"; inference (no auxiliary heads): {_human(plan.inference_macs)}" if plan.aux else ""))
     if plan.aux:
         lines.append("auxiliary outputs: " + ", ".join(f"{k} (loss weight {v:g})" for k, v in plan.aux.items()))
+    if analysis is not None:
+        from .analysis import lines as analysis_lines
+
+        lines += analysis_lines(analysis)
     return "\n".join(lines)
 
 
-def as_json(plan: ModelPlan) -> dict:
-    return {
+def as_json(plan: ModelPlan, analysis=None) -> dict:
+    out = {
         "name": plan.name,
         "source": plan.source,
         "input": list(plan.in_shape),
@@ -71,6 +83,14 @@ def as_json(plan: ModelPlan) -> dict:
             for n in plan.nodes
         ],
     }
+    if analysis is not None:  # receptive field, stride, activation and training memory
+        from .analysis import as_json as analysis_json
+
+        extra = analysis_json(analysis, plan)
+        for node in out["nodes"]:
+            node.update(extra["nodes"][node["name"]])
+        out.update({k: v for k, v in extra.items() if k != "nodes"})
+    return out
 
 
 def _quote(text: str) -> str:
