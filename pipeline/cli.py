@@ -20,6 +20,7 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+          [--expand NAME ...] [--depth K]   diagram with these nodes/block types opened as clusters
           [--batch B] [--precision 32|bf16] [--optimizer NAME]   receptive fields, memory estimate
   schema [-o FILE]                  the JSON Schema of architecture files (editor completion)
   zoo [FOLDER]                      the architecture files with parameters and MACs
@@ -75,6 +76,9 @@ def summary(argv: list[str]) -> int:
     _add_var(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
+    parser.add_argument("--expand", action="append", default=[], metavar="NAME",
+                        help="in --graph, open this node or block type as a cluster (repeatable)")
+    parser.add_argument("--depth", type=int, default=1, help="in --graph, open nodes down to this level (1: none)")
     parser.add_argument("--batch", type=int, default=1, help="batch size for activation and training memory")
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"],
                         help="training precision for the memory estimate (bf16/16: mixed, with autocast)")
@@ -84,13 +88,23 @@ def summary(argv: list[str]) -> int:
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
     from .analysis import analyse
     from .language import plan_model
-    from .summary import as_json, table, write_graph
+    from .summary import as_json, table
 
     plan = plan_model(args.file, parse_shape(args.input), **parse_vars(args.var))
+    if args.depth < 1:
+        raise UsageError(f"--depth must be at least 1, got {args.depth}")
+    if args.expand:
+        from .diagram import unknown_expand
+
+        unknown = unknown_expand(plan, args.expand)
+        if unknown:
+            raise UsageError(f"--expand {unknown[0]}: no node or block type of that name in {args.file}")
     analysis = analyse(plan, args.batch, args.precision, args.optimizer)
     print(json.dumps(as_json(plan, analysis)) if args.json else table(plan, analysis))
     if args.graph:
-        path, note = write_graph(plan, args.graph)
+        from .diagram import write
+
+        path, note = write(plan, args.graph, args.expand, args.depth)
         print(note or f"graph written to {path}", file=sys.stderr)
     return 0
 
