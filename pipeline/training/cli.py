@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -30,6 +30,7 @@ from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, Predictio
 from .distributed import SyncBatchNormPlugin
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
+from .throughput import Throughput
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -87,6 +88,9 @@ class PipelineCLI(LightningCLI):
         config["plugins"] = plugins
         if self.subcommand in EVALUATING:
             callbacks.append(self._prepare_evaluation(root))
+        if self.subcommand == "fit" and not any(isinstance(c, ThroughputMonitor)
+                                                for c in [*callbacks, *(config.get("callbacks") or [])]):
+            callbacks.append(Throughput())  # samples/s (and MFU on GPUs) from the plan's MACs
         for callback in [*callbacks, *(config.get("callbacks") or [])]:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it

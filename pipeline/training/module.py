@@ -106,6 +106,7 @@ class ClassifierModule(L.LightningModule):
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
         self.net = materialize(plan)
         self.num_classes = int(plan.out_shape[0])
+        self.macs_per_sample = plan.macs  # aux heads included: they train; read by training.throughput
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
