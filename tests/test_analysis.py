@@ -52,6 +52,13 @@ def test_receptive_field_and_stride(nodes, size, stride):
     assert f.size == (size, size) and f.jump == (stride, stride)
 
 
+def test_a_global_gate_does_not_make_a_local_path_global():
+    """Squeeze-excitation style: features x sigmoid(gate from a global pool) keep their local field."""
+    local, gate = Field((3, 3), (1, 1)), Field((3, 3), (1, 1), whole=True)
+    assert local.union(gate) == gate.union(local) == local
+    assert gate.union(gate).whole and Field((3, 3), (2, 2)).union(Field((5, 5), (1, 1))) == Field((5, 5), (2, 2))
+
+
 def test_composite_blocks_and_repeats_compose():
     blocks = {"pair": {"params": {"d": 1}, "nodes": {"a": {"block": "conv", "out": 4, "dilation": "d"},
                                                      "b": {"block": "conv", "out": 4}}}}

@@ -43,9 +43,14 @@ class Field:
         return Field(size, jump, self.whole or block.whole)
 
     def union(self, other: "Field") -> "Field":
-        """Where two paths meet (a merge, or branches inside a block): the larger window."""
+        """Where two paths meet (a merge, or branches inside a block): the larger window.
+
+        A path that already saw the whole input (a squeeze-excitation gate, a broadcast global
+        context) does not make a local path global: the field reported is the local one's."""
         if len(other.size) != len(self.size):
             return Field(self.size, self.jump, True)
+        if self.whole != other.whole:
+            return other if self.whole else self
         return Field(tuple(map(max, self.size, other.size)), tuple(map(max, self.jump, other.jump)),
                      self.whole or other.whole)
 
