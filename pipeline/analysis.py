@@ -8,8 +8,9 @@ Everything is computed on weightless meta tensors from the plan alone, like shap
 * memory: each block runs one meta forward at the real batch size under autograd's saved-tensor
   hooks, so what backward will keep (inputs of convs, batch-norm statistics, max-pool indices,
   dropout masks) is counted exactly, each tensor once even when two nodes save it.
-  The estimate of peak training memory adds weights, gradients, optimizer state, the input batch
-  and a transient of two of the largest activations (a gradient flowing in and one flowing out).
+  The estimate of peak training memory adds weights, optimizer state, the input batch, the saved
+  activations and weight gradients alive together at the worst point of backward, and a transient
+  of two of the largest activations (a gradient flowing in and one flowing out).
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ class Analysis:
     field: Field | None  # of the output
     features_field: Field | None  # of the last node before the output sees the whole input
     memory: dict[str, int] = field(default_factory=dict)  # estimate of peak training memory, by part
+
+    @property
+    def saved_bytes(self) -> int:
+        """Everything autograd keeps for backward after a forward (each tensor once)."""
+        return sum(s.saved_bytes for s in self.nodes.values())
 
     @property
     def train_memory_bytes(self) -> int:
@@ -171,12 +177,18 @@ def analyse(plan: ModelPlan, batch: int = 1, precision: str = "32", optimizer: s
     params = plan.params
     largest = max((s.activation_bytes // max(1, len(n.reps)) for n, s in
                    ((n, stats[n.name]) for n in plan.nodes)), default=0)
+    # Backward walks the nodes in reverse: node k's saved tensors are freed after its gradients
+    # exist, so the peak is the largest (saved up to k) + (weight gradients from k on), not their sum.
+    saved = [stats[n.name].saved_bytes for n in plan.nodes]
+    grads = [4 * n.params for n in plan.nodes]
+    saved_at_peak, grads_at_peak = max(((sum(saved[:k + 1]), sum(grads[k:])) for k in range(len(saved))),
+                                       key=sum, default=(0, 0))
     memory = {
         "weights": 4 * params,
-        "gradients": 4 * params,
         "optimizer_state": 4 * params * OPTIMIZER_STATE.get(optimizer.lower(), 2),
         "input": batch * math.prod(plan.in_shape) * 4,
-        "saved_activations": walker.saved,
+        "saved_activations": saved_at_peak,
+        "gradients": grads_at_peak,
         "transient": 2 * largest,
     }
     if dtype != torch.float32:  # autocast keeps a low-precision copy of each weight for backward
