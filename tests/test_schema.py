@@ -51,6 +51,12 @@ def test_every_block_and_argument_is_in_the_schema():
     assert {"relu", "gelu"} <= set(conv["act"]["anyOf"][0]["enum"])
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert {"vars", "blocks", "defaults", "extends", "nodes"} <= set(schema["properties"])
+    # every key of the language is described (a new key gets a generic entry until it is)
+    from pipeline.language.graph import NODE_KEYS, TOP_KEYS
+
+    assert all(schema["properties"][k].get("description") or k == "description" for k in TOP_KEYS)
+    node = schema["$defs"]["node"]["anyOf"][1]["properties"]
+    assert all(node[k].get("description") for k in NODE_KEYS)
 
 
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.name)
