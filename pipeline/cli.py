@@ -20,6 +20,9 @@ training (LightningCLI; see `python -m pipeline fit --help`):
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
+          [--expand NAME ...] [--depth K]   diagram with these nodes/block types opened as clusters
+          [--batch B] [--precision 32|bf16] [--optimizer NAME]   receptive fields, memory estimate
+  schema [-o FILE]                  the JSON Schema of architecture files (editor completion)
   zoo [FOLDER]                      the architecture files with parameters and MACs
   blocks [--markdown]               every block with its arguments (types, defaults, meanings)
   import-weights torchvision:NAME|timm:NAME ARCH.yaml -o OUT.pt [--from-file STATE_DICT.pth]
@@ -73,16 +76,37 @@ def summary(argv: list[str]) -> int:
     _add_var(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--graph", metavar="FILE", help="also draw the graph: .svg/.png (Graphviz) or .dot")
+    parser.add_argument("--expand", action="append", default=[], metavar="NAME",
+                        help="in --graph, open this node or block type as a cluster (repeatable)")
+    parser.add_argument("--depth", type=int, default=1, help="in --graph, open nodes down to this level (1: none)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size for activation and training memory")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"],
+                        help="training precision for the memory estimate (bf16/16: mixed, with autocast)")
+    parser.add_argument("--optimizer", default="sgd", help="optimizer whose state the memory estimate counts")
     args = parser.parse_args(argv)
     if args.graph:
         writable_file(args.graph, "--graph")
+    if args.batch <= 0:
+        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+    from .analysis import analyse
     from .language import plan_model
-    from .summary import as_json, table, write_graph
+    from .summary import as_json, table
 
     plan = plan_model(args.file, parse_shape(args.input), **parse_vars(args.var))
-    print(json.dumps(as_json(plan)) if args.json else table(plan))
+    if args.depth < 1:
+        raise UsageError(f"--depth must be at least 1, got {args.depth}")
+    if args.expand:
+        from .diagram import unknown_expand
+
+        unknown = unknown_expand(plan, args.expand)
+        if unknown:
+            raise UsageError(f"--expand {unknown[0]}: no node or block type of that name in {args.file}")
+    analysis = analyse(plan, args.batch, args.precision, args.optimizer)
+    print(json.dumps(as_json(plan, analysis)) if args.json else table(plan, analysis))
     if args.graph:
-        path, note = write_graph(plan, args.graph)
+        from .diagram import write
+
+        path, note = write(plan, args.graph, args.expand, args.depth)
         print(note or f"graph written to {path}", file=sys.stderr)
     return 0
 
@@ -106,6 +130,23 @@ def blocks(argv: list[str]) -> int:
     from .reference import markdown, text
 
     print(markdown() if args.markdown else text(), end="")
+    return 0
+
+
+def schema(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m pipeline schema",
+                     description="Write the JSON Schema (draft 2020-12) of architecture files, from the block registry.")
+    parser.add_argument("-o", "--output", help="write to this file (default: print it)")
+    args = parser.parse_args(argv)
+    from .schema import dump
+
+    text = dump()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -182,7 +223,8 @@ def experiment(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
-                                                "export": export, "blocks": blocks, "experiment": experiment}
+                                                "export": export, "blocks": blocks, "experiment": experiment,
+                                                "schema": schema}
 
 
 TRAINING = ("fit", "validate", "test", "predict")

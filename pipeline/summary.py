@@ -1,8 +1,6 @@
-"""Human-readable views of a model plan: a per-node table, JSON, and a Graphviz diagram."""
+"""Human-readable views of a model plan: a per-node table and JSON (diagrams: pipeline/diagram.py)."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 from .language.graph import ModelPlan, NodePlan
@@ -25,15 +23,23 @@ def _inputs(node: NodePlan, previous: str | None) -> str:
     return ",".join(node.inputs)
 
 
-def table(plan: ModelPlan) -> str:
-    """Every top-level node with its block, inputs, output shape, parameters and MACs."""
+def table(plan: ModelPlan, analysis=None) -> str:
+    """Every top-level node with its block, inputs, output shape, parameters and MACs (and, given
+    an ``analysis.Analysis``, receptive field, stride and activation memory)."""
     rows = [("node", "block", "from", "output", "params", "MACs")]
+    if analysis is not None:
+        from .analysis import show_bytes, show_field
+
+        rows[0] += ("RF", "stride", f"act x{analysis.batch}")
     previous = "input"
     for node in plan.nodes:
         block = node.block + (f" x{len(node.reps)}" if len(node.reps) != 1 else "")
         name = node.name + (f"  [aux {node.aux:g}]" if node.aux is not None else "")
         rows.append((name, block, _inputs(node, previous), _shape(node.out_shape), f"{node.params:,}",
                      _human(node.macs)))
+        if analysis is not None:
+            stats = analysis.nodes[node.name]
+            rows[-1] += (show_field(stats.field), show_field(stats.field, "jump"), show_bytes(stats.activation_bytes))
         if node.aux is None:
             previous = node.name
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -51,11 +57,15 @@ def table(plan: ModelPlan) -> str:
                  + (f"; inference (no auxiliary heads): {_human(plan.inference_macs)}" if plan.aux else ""))
     if plan.aux:
         lines.append("auxiliary outputs: " + ", ".join(f"{k} (loss weight {v:g})" for k, v in plan.aux.items()))
+    if analysis is not None:
+        from .analysis import lines as analysis_lines
+
+        lines += analysis_lines(analysis)
     return "\n".join(lines)
 
 
-def as_json(plan: ModelPlan) -> dict:
-    return {
+def as_json(plan: ModelPlan, analysis=None) -> dict:
+    out = {
         "name": plan.name,
         "source": plan.source,
         "input": list(plan.in_shape),
@@ -71,63 +81,14 @@ def as_json(plan: ModelPlan) -> dict:
             for n in plan.nodes
         ],
     }
+    if analysis is not None:  # receptive field, stride, activation and training memory
+        from .analysis import as_json as analysis_json
 
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def to_dot(plan: ModelPlan) -> str:
-    """DOT text: one box per node (block, output shape), merges drawn as multi-edges, aux dashed."""
-    aux_only = {n.name for n in plan.nodes} - _ancestors(plan, plan.output)
-    lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=TB;",
-             '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
-             f'  "input" [label={_quote("input | " + _shape(plan.in_shape))}, fillcolor="#dddddd"];']
-    for node in plan.nodes:
-        repeat = f" x{len(node.reps)}" if len(node.reps) != 1 else ""
-        label = f"{node.name}\n{node.block}{repeat}\n{_shape(node.out_shape)}"
-        style = ""
-        if node.aux is not None:
-            label += f"\naux loss x{node.aux:g}"
-            style = ', fillcolor="#fdebd0"'
-        elif node.name in aux_only:
-            style = ', fillcolor="#fdf2e9", style="rounded,filled,dashed"'
-        elif len(node.inputs) > 1:
-            style = ', fillcolor="#e8f6ef", shape=box'
-        lines.append(f"  {_quote(node.name)} [label={_quote(label)}{style}];")
-        for source in node.inputs:
-            dashed = " [style=dashed]" if node.name in aux_only else ""
-            lines.append(f"  {_quote(source)} -> {_quote(node.name)}{dashed};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _ancestors(plan: ModelPlan, output: str) -> set[str]:
-    needed = {output}
-    for node in reversed(plan.nodes):
-        if node.name in needed:
-            needed.update(node.inputs)
-    return needed
-
-
-def write_graph(plan: ModelPlan, path: str | Path) -> tuple[Path, str]:
-    """Write the diagram; SVG/PNG need Graphviz's ``dot``, otherwise the DOT text is written.
-
-    Returns the file written and a note for the user (empty when the requested format was written).
-    """
-    path = Path(path)
-    dot = to_dot(plan)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt in ("svg", "png", "pdf"):
-        exe = shutil.which("dot")
-        if exe:
-            subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot.encode(), check=True, timeout=60)
-            return path, ""
-        path = path.with_suffix(".dot")
-        path.write_text(dot)
-        return path, f"Graphviz 'dot' is not installed; wrote DOT text to {path} (render it with: dot -T{fmt} {path})"
-    path.write_text(dot)
-    return path, ""
+        extra = analysis_json(analysis, plan)
+        for node in out["nodes"]:
+            node.update(extra["nodes"][node["name"]])
+        out.update({k: v for k, v in extra.items() if k != "nodes"})
+    return out
 
 
 def zoo_table(folder: str | Path = "architectures") -> str:

@@ -46,6 +46,16 @@ class Block(nn.Module):
             y = self(x)
         return tuple(y.shape[1:])
 
+    def receptive_field(self, in_shape: Shape | list[Shape]):
+        """This block's own receptive field and effective stride (a ``receptive.Field``; a list of
+        one per input for merging blocks), for an input whose positions each see one position.
+
+        The default traces ``forward`` on meta tensors; blocks may override this with arithmetic.
+        """
+        from .receptive import trace_field
+
+        return trace_field(self, in_shape, self.merges)
+
     def init_weights(self) -> None:
         """Block-specific initialisation applied after the model-wide scheme (e.g. zero-init)."""
 

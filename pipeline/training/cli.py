@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
@@ -32,6 +32,7 @@ from .ensemble import EnsembleConfig, prepare
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
 from .preflight import check_config_files, check_parsed
+from .throughput import Throughput
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -97,6 +98,8 @@ class PipelineCLI(LightningCLI):
         callbacks = _as_list(trainer.get("callbacks"))
         if self.subcommand in EVALUATING:
             callbacks.append(self.prepare_evaluation(root))
+        if self.subcommand == "fit" and not any(isinstance(c, ThroughputMonitor) for c in callbacks):
+            callbacks.append(Throughput())  # samples/s (and MFU on GPUs) from the plan's MACs
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it

@@ -121,6 +121,7 @@ class ClassifierModule(L.LightningModule):
         if self.num_classes < 2:
             raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
                             "(model.num_classes, or the file's 'classes' variable)")
+        self.macs_per_sample = plan.macs  # aux heads included: they train; read by training.throughput
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
