@@ -27,6 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import ArchError
 from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, PredictionWriter, prepare
+from .datafit import adaptation_line, declared_input, drop_leaked, follow_net
 from .distributed import SyncBatchNormPlugin
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
@@ -92,9 +93,26 @@ class PipelineCLI(LightningCLI):
                 callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
         return super()._instantiate_trainer(config, callbacks)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        self.args = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]
+
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in EVALUATING and self._get(self.config, "ensemble").checkpoints:
             raise ArchError("--ensemble.checkpoints is for validate, test and predict")
+        # the data follows the net: no leaked settings, unset sizes from the file (datafit.py)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        drop_leaked(self.args, config.get("data"))
+        model = config.get("model")
+        if model is not None and model.get("arch"):
+            self.declared = declared_input(model.arch, model.get("vars"))
+            follow_net(config.get("data"), self.declared[1])
+
+    def after_instantiate_classes(self) -> None:
+        shape = getattr(self.datamodule, "input_shape", None)
+        line = adaptation_line(*self.declared, shape, self.subcommand) if hasattr(self, "declared") and shape else None
+        if line and self.trainer.is_global_zero:
+            print(line, file=sys.stderr)
 
     def _prepare_evaluation(self, root: Path) -> Callback:
         """Swap in the module that evaluates (the configured one, or an ensemble of checkpoints), tell
