@@ -62,7 +62,7 @@ def survey(items: dict[str, list[tuple[Path, int]]], classes: list[str]) -> Surv
 
 def table(result: Survey, channels: int, image_size: int) -> str:
     """A few lines for the console: classes and counts per split, sizes, modes, warnings."""
-    splits = list(result.counts)
+    splits = sorted((s for s in result.counts if sum(result.counts[s])), key=lambda s: s != "train")
     width = max([len(c) for c in result.classes] + [5])
     lines = [f"{'class':<{width}}  " + "  ".join(f"{s:>6}" for s in splits)]
     shown = result.classes if len(result.classes) <= 20 else result.classes[:10] + ["..."] + result.classes[-9:]
