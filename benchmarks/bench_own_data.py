@@ -47,7 +47,7 @@ def pipeline_run(root: Path, epochs: int, workdir: Path) -> dict:
 
     from pipeline.cli import main
 
-    bench_own_data.Timer = _timer_class()
+    bench_own_data.Timer = bench_own_data._timer_class()  # its MARKS, not __main__'s
     bench_own_data.MARKS.clear()
     args = COMMAND.format(root=root).split() + [
         "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(workdir / "run"),
@@ -145,6 +145,7 @@ def main() -> None:
 
         os.chdir(ROOT)
         bare = bare_loop(root, args.epochs)
+        print(f"bare loop: {bare}", flush=True)
         ours = pipeline_run(root, args.epochs, Path(tmp))
     print(f"\n{'':<22}{'start-up s':>11}{'train s':>9}{'total s':>9}{'val/acc':>9}")
     for name, r in (("bare PyTorch loop", bare), ("pipeline fit (README)", ours)):

@@ -204,3 +204,23 @@ def test_lr_find_prints_a_suggestion_and_writes_the_curve(tmp_path, monkeypatch,
     assert rc == 0
     assert "suggested learning rate:" in out or "no suggestion" in out
     assert (tmp_path / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resnet18_example_gets_224_rgb_and_no_leaked_settings(tmp_path):
+    from jsonargparse import Namespace
+
+    from pipeline.training.datafit import declared_input, drop_leaked, follow_net
+
+    name, declared = declared_input(str(ROOT / "architectures" / "resnet18.yaml"), None)
+    # a digits config that sets image_size 16 and val_fraction 0.2; jsonargparse carried both over
+    config = tmp_path / "digits.yaml"
+    config.write_text((ROOT / "lightning_config.yaml").read_text().replace(
+        "    val_fraction: 0.2", "    val_fraction: 0.2\n    image_size: 16"))
+    data = Namespace(class_path="datamodules.ImageFolderDataModule",
+                     init_args=Namespace(root="x", image_size=16, channels=None, val_fraction=0.2, batch_size=8))
+    args = ["--config", str(config), "--data", "datamodules.ImageFolderDataModule", "--data.batch_size", "8"]
+    assert drop_leaked(args, data) == ["image_size", "val_fraction"]
+    follow_net(data, declared)
+    assert (name, declared) == ("resnet18", (3, 224, 224))
+    assert (data.init_args.image_size, data.init_args.channels, data.init_args.val_fraction,
+            data.init_args.batch_size) == (224, 3, 0.1, 8)
