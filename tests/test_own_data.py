@@ -24,7 +24,7 @@ from digit_folder import make_digit_folder  # noqa: E402
 README_FIT = "python -m pipeline fit --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_digits --model.arch architectures/lenet5.yaml"  # noqa: E501  (README)
 README_LR_FIND = "python -m pipeline lr-find --config lightning_config.yaml --lr_find.plot runs/lr_find.png"
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-         "--trainer.enable_progress_bar", "false", "--data.batch_size", "16"]
+         "--trainer.enable_progress_bar", "false", "--data.batch_size", "16", "--data.num_workers", "0"]
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +66,12 @@ def test_a_size_the_user_asks_for_adapts_the_net_and_says_so_in_one_line(digits,
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
     assert err.count("lenet5 declared 1x32x32, trained at 1x36x36") == 1
+    # validate evaluates at the checkpoint's shape without being told again
+    args = readme_args(README_FIT, digits, tmp_path / "run")[1:] + QUICK[2:]
+    rc = fit(monkeypatch, ["validate", *args, "--ckpt_path", str(tmp_path / "run" / "checkpoints" / "last.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 0, err[-2000:]
+    assert err.count("lenet5 declared 1x32x32, run at 1x36x36") == 1
 
 
 def test_a_size_the_net_cannot_take_is_one_located_line_and_exit_2(digits, tmp_path, monkeypatch, capsys):

@@ -27,7 +27,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import ArchError
 from ..evaluation import EnsembleConfig, EvalConfig, EvaluationReport, PredictionWriter, prepare
-from .datafit import adaptation_line, declared_input, drop_leaked, follow_net
+from .datafit import adaptation_line, checkpoint_input, declared_input, drop_leaked, follow_net
 from .distributed import SyncBatchNormPlugin
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
@@ -106,7 +106,8 @@ class PipelineCLI(LightningCLI):
         model = config.get("model")
         if model is not None and model.get("arch"):
             self.declared = declared_input(model.arch, model.get("vars"))
-            follow_net(config.get("data"), self.declared[1])
+            trained = checkpoint_input(config.get("ckpt_path")) if self.subcommand in EVALUATING else None
+            follow_net(config.get("data"), trained or self.declared[1])  # evaluate at the training shape
 
     def after_instantiate_classes(self) -> None:
         shape = getattr(self.datamodule, "input_shape", None)

@@ -27,6 +27,20 @@ def declared_input(arch: str, vars: dict[str, Any] | None) -> tuple[str, tuple[i
     return plan.name, tuple(plan.in_shape)
 
 
+def checkpoint_input(ckpt_path: str | None) -> tuple[int, ...] | None:
+    """The input shape a checkpoint was trained at (validate/test/predict evaluate at it), if readable."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return None
+    import torch
+
+    try:
+        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    except Exception:  # noqa: BLE001  an unreadable checkpoint is reported where Lightning loads it
+        return None
+    shape = hparams.get("input_shape") if isinstance(hparams, dict) else None
+    return tuple(int(d) for d in shape) if shape else None
+
+
 def _data_class(class_path: str):
     from jsonargparse._util import import_object  # noqa: PLC0415  (the same resolution jsonargparse uses)
 
