@@ -172,7 +172,8 @@ class ImageFolderDataModule(ImageDataModule):
             validation images.
     """
 
-    def __init__(self, root: str, image_size: int | None = None, channels: int | None = None, val_fraction: float = 0.1,
+    def __init__(self, root: str, image_size: int | None = None, channels: int | None = None,
+                 val_fraction: float = 0.1,
                  batch_size: int = 64, num_workers: int | Literal["auto"] = "auto", pin_memory: bool = False,
                  persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "auto",
                  eval_transforms: Spec = None, verify: bool = False, skip_bad: bool = False,
@@ -298,7 +299,8 @@ class ImageFolderDataModule(ImageDataModule):
             self.items[split], pipeline(spec, self.image_size, split == "train"), self.channels, self.cache.get(split))
         self.num_workers = self.workers(split)
         self.persistent_workers = self.persistent_setting and self.num_workers > 0
-        args = dict(num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+        args = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                    persistent_workers=self.persistent_workers,
                     collate_fn=passthrough if isinstance(dataset, TensorSplit) else collate,
                     generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)
         if shuffle and self.balance == "sampler":

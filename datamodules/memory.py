@@ -16,9 +16,6 @@ from torch.utils.data import Dataset
 
 from .transforms import light_shift, resolve_preset
 
-MASK = np.uint64(2**64 - 1)
-
-
 def tensor_preset(spec, size: int, train: bool) -> str | None:
     """The preset this module can run on batched tensors ("light" or "none"), else None."""
     if spec is None:

@@ -13,7 +13,7 @@ import torch
 from datamodules import DataError, ImageFolderDataModule
 from datamodules.balance import BalancedSampler
 from datamodules.memory import TensorSplit, shift_batch, shifts
-from datamodules.survey import survey, table
+from datamodules.survey import table
 from datamodules.transforms import check_pipeline, pipeline
 from pipeline.cli import main
 

@@ -67,5 +67,6 @@ def lr_find(argv: list[str]) -> int:
         print(f"no suggestion (the loss did not fall steadily over {len(finder.results['lr'])} steps); "
               f"curve written to {plot}")
     else:
-        print(f"suggested learning rate: {suggestion:.3g} (--model.optimizer.lr {suggestion:.3g}); curve written to {plot}")
+        print(f"suggested learning rate: {suggestion:.3g} (--model.optimizer.lr {suggestion:.3g}); "
+              f"curve written to {plot}")
     return 0
