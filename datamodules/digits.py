@@ -14,7 +14,8 @@ class DigitsDataModule(ImageDataModule):
     Args:
         batch_size: samples per batch.
         val_fraction: share of the images held out for validation (and test), stratified.
-        image_size: side the 8x8 images are resized to (once, when loaded).
+        image_size: side the 8x8 images are resized to (once, when loaded); default: the
+            architecture's declared input (through the CLI; 16 from Python).
         num_workers: loader worker processes (0 = in the main process; the data is in memory).
         pin_memory: pin batches in page-locked memory (faster host-to-GPU copies).
         persistent_workers: keep workers alive between epochs.
@@ -29,8 +30,8 @@ class DigitsDataModule(ImageDataModule):
     mean = (0.3,)  # of the 0..1 scaled images
     std = (0.4,)
 
-    def __init__(self, batch_size: int = 64, val_fraction: float = 0.2, image_size: int = 16, num_workers: int = 0,
-                 pin_memory: bool = False, persistent_workers: bool = False, seed: int = 0,
+    def __init__(self, batch_size: int = 64, val_fraction: float = 0.2, image_size: int | None = None,
+                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False, seed: int = 0,
                  train_transforms: Spec = "digits", eval_transforms: Spec = None, mixup: float = 0.0,
                  cutmix: float = 0.0, label_smoothing: float = 0.0):
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms,
@@ -39,7 +40,7 @@ class DigitsDataModule(ImageDataModule):
             from .errors import DataError
 
             raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        self.val_fraction, self.image_size = val_fraction, image_size
+        self.val_fraction, self.image_size = val_fraction, image_size or 16  # unset: the CLI fills it in
         self.save_hyperparameters()
 
     @property

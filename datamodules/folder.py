@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -14,8 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 from .base import ImageDataModule, to_chw_uint8
 from .decode import MAX_PIXELS, BadImage, decode, read_header
 from .errors import DataError
-from .sampling import seed_sample, train_loader
-from .transforms import Spec, pipeline
+from .balance import BalancedSampler
+from .memory import TensorSplit, passthrough, stack_resized, tensor_preset
+from .sampling import ResumableLoader, seed_sample, train_loader
+from .survey import survey, table
+from .transforms import Spec, check_pipeline, pipeline
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -105,37 +108,52 @@ class ImageFolderDataModule(ImageDataModule):
 
     Args:
         root: the dataset folder.
-        image_size: side of the square images the model receives.
-        channels: 1 (grey) or 3 (RGB); every file is converted to it.
+        image_size: side of the square images the model receives; default: the architecture's
+            declared input (through the CLI; 224 when used from Python without one).
+        channels: 1 (grey) or 3 (RGB); every file is converted to it; default: the architecture's
+            (through the CLI; 3 from Python).
         val_fraction: held-out share when there is no train/val split on disk.
         batch_size: samples per batch.
-        num_workers: loader worker processes.
+        num_workers: loader worker processes; ``auto``: none when the split is held as one tensor
+            (nothing per sample to parallelise), else one per CPU core but one, at most 8.
         pin_memory: pin batches in page-locked memory.
         persistent_workers: keep workers alive between epochs.
         seed: seed of the split and of the shuffling order.
-        train_transforms: preset (imagenet, googlenet, cifar, none) or list of albumentations transforms.
-        eval_transforms: the same for validation/test (default: resize + centre crop).
+        train_transforms: preset (auto, light, cifar, digits, imagenet, googlenet, none) or a list of
+            albumentations transforms; ``auto``: ``light`` (random shifts of up to 1/16 of the side) below
+            64 px, ``imagenet`` from 64 px. Checked before training: it must end at image_size.
+        eval_transforms: the same for validation/test; ``auto``: a plain resize below 64 px (the
+            training scale), shorter side to image_size/0.875 and a centre crop from 64 px.
         verify: scan every file before training and stop with a list of the bad ones.
         skip_bad: skip (and count) files that fail to decode during training instead of stopping.
         cache_bytes: decode everything once and keep it in memory (uint8) if it fits this budget.
         mixup: timm Mixup alpha (0 = off).
         cutmix: timm CutMix alpha (0 = off).
         label_smoothing: label smoothing of the mixed targets.
+        balance: ``sampler``: draw training images with probability 1 / their class's size (every
+            class equally often); ``none``: as they are.
+        show_table: print the data table (classes, images per split, sizes, modes, warnings) in setup.
         predict_root: folder of images for ``predict`` (read recursively, any layout); default: the
             validation images.
         max_pixels: images whose header declares more pixels (width x height) are bad files, never
             decoded (image bombs); default 89,478,485, PIL's threshold (268 MB of decoded RGB).
     """
 
-    def __init__(self, root: str, image_size: int = 224, channels: int = 3, val_fraction: float = 0.1,
-                 batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
-                 persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "imagenet",
+    def __init__(self, root: str, image_size: int | None = None, channels: int | None = None,
+                 val_fraction: float = 0.1,
+                 batch_size: int = 64, num_workers: int | Literal["auto"] = "auto", pin_memory: bool = False,
+                 persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = "auto",
                  eval_transforms: Spec = None, verify: bool = False, skip_bad: bool = False,
                  cache_bytes: int = 512 * 2**20, mixup: float = 0.0, cutmix: float = 0.0,
-                 label_smoothing: float = 0.0, predict_root: str | None = None, max_pixels: int = MAX_PIXELS):
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms,
-                         eval_transforms if eval_transforms is not None else "imagenet", mixup, cutmix,
+                 label_smoothing: float = 0.0, balance: Literal["none", "sampler"] = "none",
+                 show_table: bool = True, predict_root: str | None = None, max_pixels: int = MAX_PIXELS):
+        super().__init__(batch_size, 0, pin_memory, persistent_workers, seed, train_transforms,
+                         eval_transforms if eval_transforms is not None else "auto", mixup, cutmix,
                          label_smoothing)
+        self.workers_setting, self.balance, self.show_table = num_workers, balance, show_table
+        self.persistent_setting = persistent_workers
+        self.tensors: dict[str, TensorSplit] = {}
+        image_size, channels = image_size or 224, channels or 3  # unset: the CLI fills in the net's input
         self.root, self.image_size, self.channels = Path(root), image_size, channels
         if channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3, got {channels}")
@@ -214,7 +232,36 @@ class ImageFolderDataModule(ImageDataModule):
             if not files:
                 raise DataError(f"{self.predict_root}: no image files to predict")
             self.items["predict"] = [(p, i) for i, p in enumerate(files)]
+        self.survey = survey(self.items, self._classes)
+        if self.show_table and (self.trainer is None or self.trainer.is_global_zero):
+            print(table(self.survey, self.channels, self.image_size))
+        # every pipeline ends at the net's size, checked here on the data's own sizes, not at batch 1
+        seen = list(self.survey.size_range()) if self.survey.sizes else [(self.image_size, self.image_size)]
+        check_pipeline(self.train_spec, self.image_size, True, seen, self.channels, "data.train_transforms")
+        check_pipeline(self.eval_spec, self.image_size, False, seen, self.channels, "data.eval_transforms")
         self.cache = {split: self._cached(items) for split, items in self.items.items()}
+        self.tensors = {split: self._as_tensor(split) for split in ("train", "val")}
+        self.tensors = {split: t for split, t in self.tensors.items() if t is not None}
+
+    def _as_tensor(self, split: str) -> TensorSplit | None:
+        """The split as one tensor at the net's size, when every image is cached and the preset is one
+        that runs on batched tensors (datamodules/memory.py)."""
+        items, cache = self.items.get(split, []), self.cache.get(split, {})
+        kind = tensor_preset(self.train_spec if split == "train" else self.eval_spec, self.image_size,
+                             split == "train")
+        if kind is None or not items or len(cache) != len(items):
+            return None
+        images = stack_resized([cache[i] for i in range(len(items))], self.image_size)
+        return TensorSplit(images, np.array([label for _, label in items], np.int64), kind)
+
+    def workers(self, split: str) -> int:
+        if self.workers_setting != "auto":
+            return int(self.workers_setting)
+        if split in self.tensors:
+            return 0  # a batch is one indexing operation: worker processes would only add copies
+        import os
+
+        return max(0, min(8, (os.cpu_count() or 1) - 1))
 
     def _cached(self, items: list[tuple[Path, int]]) -> dict[int, np.ndarray]:
         """Decode once when the decoded images fit the budget (sizes read from the headers only)."""
@@ -235,12 +282,21 @@ class ImageFolderDataModule(ImageDataModule):
         return cache
 
     def train_dataloader(self) -> DataLoader:
-        dataset = FolderDataset(self.items["train"], pipeline(self.train_spec, self.image_size, True), self.channels,
-                                self.cache.get("train"), self.max_pixels)
-        return train_loader(dataset, self.batch_size, self.seed, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-                            collate_fn=collate, generator=torch.Generator().manual_seed(self.seed),
-                            worker_init_fn=_single_threaded)
+        dataset = self.tensors.get("train") or FolderDataset(
+            self.items["train"], pipeline(self.train_spec, self.image_size, True), self.channels,
+            self.cache.get("train"), self.max_pixels)
+        self.num_workers = self.workers("train")
+        self.persistent_workers = self.persistent_setting and self.num_workers > 0
+        args = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                    persistent_workers=self.persistent_workers,
+                    collate_fn=passthrough if isinstance(dataset, TensorSplit) else collate,
+                    generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)
+        if self.balance == "sampler":
+            sampler = BalancedSampler(dataset, [label for _, label in self.items["train"]], self.seed)
+            return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                                   drop_last=sampler.num_samples > self.batch_size, **args)
+        # split across ranks and resumable mid-epoch (datamodules/sampling.py)
+        return train_loader(dataset, self.batch_size, self.seed, **args)
 
     # -- evaluation: every sample once, in order (see ImageDataModule.eval_loader) -------------
     def eval_dataset(self, split: str) -> FolderDataset:
@@ -251,6 +307,11 @@ class ImageFolderDataModule(ImageDataModule):
                              self.max_pixels)
 
     def _eval_loader(self, split: str) -> DataLoader:
+        if split in self.tensors and not self.eval_resize:  # the in-memory tensor at the training scale
+            self.num_workers, self.persistent_workers = 0, False
+            return self.eval_loader(self.tensors[split], passthrough)
+        self.num_workers = self.workers(split)
+        self.persistent_workers = self.persistent_setting and self.num_workers > 0
         return self.eval_loader(self.eval_dataset(split), partial(collate, stack=not self.eval_resize),
                                 worker_init_fn=_single_threaded)
 

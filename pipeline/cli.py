@@ -17,6 +17,7 @@ USAGE = """usage: python -m pipeline COMMAND ...
 
 training (LightningCLI; see `python -m pipeline fit --help`):
   fit, validate, test, predict
+  lr-find --config ... [--lr_find.plot PNG]   learning-rate range test: prints a suggestion, plots the curve
 
 model tools:
   summary FILE [--input C,H,W] [--var NAME=VALUE ...] [--json] [--graph OUT.svg|.png|.dot]
@@ -241,8 +242,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     if argv[0] in TOOLS:
         return TOOLS[argv[0]](argv[1:])
-    if argv[0] not in TRAINING and not argv[0].startswith("-"):
-        raise UsageError(f"unknown command '{argv[0]}'; commands: {', '.join([*TRAINING, *TOOLS])}")
+    if argv[0] not in (*TRAINING, "lr-find") and not argv[0].startswith("-"):
+        raise UsageError(f"unknown command '{argv[0]}'; commands: {', '.join([*TRAINING, 'lr-find', *TOOLS])}")
+    if argv[0] == "lr-find":
+        from .training.lrfind import lr_find
+
+        return lr_find(argv[1:])
     from .training.cli import run_lightning  # imported lazily: Lightning is slow to import
 
     return run_lightning(argv)

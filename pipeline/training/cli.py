@@ -27,6 +27,7 @@ from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 from ..checkpoints import allow_checkpoint_globals, load_file, save_atomic
 from ..errors import ArchError
 from ..evaluation import EvalConfig, EvaluationData, EvaluationReport, PredictionWriter
+from .datafit import adaptation_line, checkpoint_input, declared_input, drop_leaked, follow_net
 from .distributed import SyncBatchNormPlugin
 from .ensemble import EnsembleConfig, prepare
 from .fault import FaultTolerance, Preempted
@@ -75,6 +76,7 @@ class PipelineCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
+        self.args = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]  # what the user typed (datafit)
         # output folders and --ckpt_path, before Lightning reads the checkpoint and before any work
         if self.config.get("subcommand"):
             check_parsed(self.config.subcommand, self.config[self.config.subcommand])
@@ -85,6 +87,19 @@ class PipelineCLI(LightningCLI):
             raise ArchError("--ensemble.checkpoints is for validate, test and predict")
         if "weights_only" in config:
             config["weights_only"] = True  # a checkpoint is untrusted input: never unpickle code
+        # the data follows the net: no leaked settings, unset sizes from the file (datafit.py)
+        drop_leaked(self.args, config.get("data"))
+        model = config.get("model")
+        if model is not None and model.get("arch"):
+            self.declared = declared_input(model.arch, model.get("vars"))
+            trained = checkpoint_input(config.get("ckpt_path")) if self.subcommand in EVALUATING else None
+            follow_net(config.get("data"), trained or self.declared[1])  # evaluate at the training shape
+
+    def after_instantiate_classes(self) -> None:
+        shape = getattr(self.datamodule, "input_shape", None)
+        line = adaptation_line(*self.declared, shape, self.subcommand) if hasattr(self, "declared") and shape else None
+        if line and self.trainer.is_global_zero:
+            print(line, file=sys.stderr)
 
     def instantiate_classes(self) -> None:
         """LightningCLI's steps (config -> data, model -> Trainer), with one between model and Trainer:
