@@ -61,7 +61,7 @@ def survey(items: dict[str, list[tuple[Path, int]]], classes: list[str]) -> Surv
                 with Image.open(path) as image:
                     result.sizes.append((image.height, image.width))
                     result.modes[image.mode] += 1
-            except (OSError, ValueError):
+            except Exception:  # any decoder failure (a bomb's too): counted here, named by the loader
                 result.unreadable += 1
     return result
 

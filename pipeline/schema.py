@@ -21,7 +21,9 @@ import types
 from typing import Any, Literal, Union, get_args, get_origin
 
 from .blocks import BLOCKS
-from .language.graph import COMPOSITE_KEYS, INIT_SCHEMES, MAX_REPEAT, NAME, NODE_KEYS, RESERVED, TOP_KEYS
+from .language.document import TOP_KEYS
+from .language.init import INIT_SCHEMES
+from .language.plan import COMPOSITE_KEYS, MAX_REPEAT, NAME, NODE_KEYS, RESERVED
 from .language.values import type_hints
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"

@@ -52,7 +52,8 @@ def test_every_block_and_argument_is_in_the_schema():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert {"vars", "blocks", "defaults", "extends", "nodes"} <= set(schema["properties"])
     # every key of the language is described (a new key gets a generic entry until it is)
-    from pipeline.language.graph import NODE_KEYS, TOP_KEYS
+    from pipeline.language.document import TOP_KEYS
+    from pipeline.language.plan import NODE_KEYS
 
     assert all(schema["properties"][k].get("description") or k == "description" for k in TOP_KEYS)
     node = schema["$defs"]["node"]["anyOf"][1]["properties"]
