@@ -88,10 +88,6 @@ class FolderDataset(Dataset):
         return to_chw_uint8(self.transform(image=image)["image"]), label, None
 
 
-def _single_threaded(worker_id: int) -> None:
-    cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV's own threads would oversubscribe
-
-
 def collate(samples, stack: bool = True):
     good = [(x, y) for x, y, bad in samples if bad is None]
     bad = [bad for _, _, bad in samples if bad is not None]
@@ -290,7 +286,7 @@ class ImageFolderDataModule(ImageDataModule):
         args = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
                     persistent_workers=self.persistent_workers,
                     collate_fn=passthrough if isinstance(dataset, TensorSplit) else collate,
-                    generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_single_threaded)
+                    generator=torch.Generator().manual_seed(self.seed))
         if self.balance == "sampler":
             sampler = BalancedSampler(dataset, [label for _, label in self.items["train"]], self.seed)
             return ResumableLoader(dataset, batch_size=self.batch_size, sampler=sampler,
@@ -312,8 +308,7 @@ class ImageFolderDataModule(ImageDataModule):
             return self.eval_loader(self.tensors[split], passthrough)
         self.num_workers = self.workers(split)
         self.persistent_workers = self.persistent_setting and self.num_workers > 0
-        return self.eval_loader(self.eval_dataset(split), partial(collate, stack=not self.eval_resize),
-                                worker_init_fn=_single_threaded)
+        return self.eval_loader(self.eval_dataset(split), partial(collate, stack=not self.eval_resize))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -88,6 +88,12 @@ def preset(name: str, size: int, train: bool) -> list[A.BasicTransform]:
     raise DataError(f"unknown augmentation preset '{name}'; known: {', '.join(PRESETS)}")
 
 
+# OpenCV's own thread pool is off in every process: parallelism comes from the loader workers, and a
+# worker forked from a process whose pool threads hold a lock deadlocks (seen in a 2-worker test:
+# the child hung in cv2.setNumThreads). Set once, at import, before any loader forks.
+cv2.setNumThreads(0)
+
+
 @contextlib.contextmanager
 def opencv_single_threaded():
     """OpenCV work in the main process without its thread pool: loader workers are forked from it
