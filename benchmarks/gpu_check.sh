@@ -10,9 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  exec python benchmarks/gpu_check.py --device cuda "$@"
+PYTHON="${PYTHON:-python}"  # the interpreter with torch (a venv's python when called from outside it)
+if "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  exec "$PYTHON" benchmarks/gpu_check.py --device cuda "$@"
 fi
 echo "No CUDA GPU on this machine: CPU dry run of the same code path (toy sizes; the numbers mean nothing)."
-python benchmarks/gpu_check.py --device cpu --dry-run --out "${TMPDIR:-/tmp}/gpu_check_dry_run" "$@"
+"$PYTHON" benchmarks/gpu_check.py --device cpu --dry-run --out "${TMPDIR:-/tmp}/gpu_check_dry_run" "$@"
 echo "dry run passed; run this script on a machine with a GPU for the real table."

@@ -29,7 +29,7 @@ def test_the_timed_training_loop_runs_eager_and_compiled(compiled):
 
 @pytest.mark.slow
 def test_script_without_gpu_says_so_and_passes_a_dry_run(tmp_path):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path)}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path), "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
                           env=env, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -16,7 +16,8 @@ LAYERS = [
     ["pipeline.checkpoints"],
     ["pipeline.blocks"],
     ["pipeline.language"],
-    ["pipeline.convert", "pipeline.export", "pipeline.summary"],  # model tools: no Lightning
+    ["pipeline.convert", "pipeline.export", "pipeline.summary", "pipeline.analysis", "pipeline.diagram",
+     "pipeline.schema", "pipeline.reference"],  # model tools: no Lightning
     ["datamodules"],
     ["pipeline.evaluation"],
     ["pipeline.training"],

@@ -149,7 +149,7 @@ def test_in_memory_caching_leaves_bombs_to_the_loader(bomb_folder):
     dm = ImageFolderDataModule(str(bomb_folder), image_size=8, val_fraction=0.0, train_transforms="none")
     dm.setup()
     assert len(dm.items["train"]) == 10 and len(dm.cache["train"]) == 8  # cached: every image but the bombs
-    dataset = dm.loader("train", shuffle=False).dataset
+    dataset = dm.train_dataloader().dataset
     bad = [dataset[i][2] for i in range(len(dataset)) if dataset[i][2]]
     assert len(bad) == 2 and all("image too large" in b for b in bad)
 

@@ -54,16 +54,10 @@ def test_samples_per_second_in_the_progress_bar_not_on_cpu_mfu(run):
     assert not any(r.get("samples/s") for r in rows)  # the logs have ThroughputMonitor's names instead
 
 
-def test_fit_adds_the_callback_unless_configured(tmp_path, monkeypatch):
-    import lightning.pytorch.cli as lightning_cli
+def test_fit_adds_the_callback_unless_configured():
+    from pipeline.training.cli import with_throughput
 
-    from pipeline.training.cli import PipelineCLI
-
-    # only the hook under test: Lightning's own trainer construction returns what it was given
-    monkeypatch.setattr(lightning_cli.LightningCLI, "_instantiate_trainer", lambda self, config, callbacks: callbacks)
-    cli = PipelineCLI.__new__(PipelineCLI)
-    cli.subcommand = "fit"
-    base = {"logger": False, "default_root_dir": str(tmp_path)}
-    assert sum(isinstance(c, Throughput) for c in cli._instantiate_trainer(dict(base), [])) == 1
+    assert sum(isinstance(c, Throughput) for c in with_throughput("fit", [])) == 1
     own = Throughput(window_size=5)
-    assert cli._instantiate_trainer(dict(base, callbacks=[own]), []) == []
+    assert with_throughput("fit", [own]) == [own]  # the user's own monitor is kept, not doubled
+    assert with_throughput("validate", []) == []

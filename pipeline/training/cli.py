@@ -54,6 +54,13 @@ def _as_list(value: Any) -> list:
     return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def with_throughput(subcommand: str | None, callbacks: list) -> list:
+    """fit logs samples/s (and MFU on GPUs) from the plan's MACs, unless a throughput monitor is configured."""
+    if subcommand == "fit" and not any(isinstance(c, ThroughputMonitor) for c in callbacks):
+        return [*callbacks, Throughput()]
+    return callbacks
+
+
 class PipelineCLI(LightningCLI):
     """LightningCLI through its public extension points: arguments and links, a check of the parsed
     config, and the classes made in Lightning's order with one step before the Trainer."""
@@ -113,8 +120,7 @@ class PipelineCLI(LightningCLI):
         callbacks = _as_list(trainer.get("callbacks"))
         if self.subcommand in EVALUATING:
             callbacks.append(self.prepare_evaluation(root))
-        if self.subcommand == "fit" and not any(isinstance(c, ThroughputMonitor) for c in callbacks):
-            callbacks.append(Throughput())  # samples/s (and MFU on GPUs) from the plan's MACs
+        callbacks = with_throughput(self.subcommand, callbacks)
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it

@@ -95,6 +95,8 @@ class ClassifierModule(L.LightningModule):
         # dicts when reloaded from a checkpoint's hyper-parameters
         optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
         scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
+        if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
+            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
         check_optimizer(optimizer)  # a wrong name or argument fails here, before the data is loaded
         # plain values only, so checkpoints load with weights_only=True
         self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
@@ -106,8 +108,6 @@ class ClassifierModule(L.LightningModule):
                                    "channels_last": channels_last, "compile": compile,
                                    "aux_weights": dict(aux_weights or {})})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
-        if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
-            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
         overrides = dict(vars or {})
         if num_classes is not None:
             overrides["classes"] = num_classes
