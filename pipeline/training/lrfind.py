@@ -8,7 +8,7 @@ suggested learning rate (steepest descent of the smoothed loss) and writes the l
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import warnings
 from pathlib import Path
 
@@ -29,30 +29,23 @@ def lr_find(argv: list[str]) -> int:
               "--lr_find.max_lr, --lr_find.num_training; everything else as for fit (--config, --model.*, ...)")
         return 0
     options, rest = _options(argv)
-    from jsonargparse import ArgumentError
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.tuner import Tuner
 
-    from .cli import PipelineCLI, _user_error, allow_checkpoint_globals
+    from .cli import PipelineCLI, allow_checkpoint_globals
     from .module import ClassifierModule
 
     allow_checkpoint_globals()
+    # "Seed set to N" is routine; on an error it would be a second stderr line before the message
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
-    try:
-        cli = PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=rest, run=False,
-                          parser_kwargs={"exit_on_error": False}, auto_configure_optimizers=False)
-        finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=options.min_lr,
-                                            max_lr=options.max_lr, num_training=options.num_training,
-                                            update_attr=False)
-    except ArgumentError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except Exception as err:  # a user's mistake surfacing through Lightning/jsonargparse layers
-        message = _user_error(err)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+    # a user's mistake (jsonargparse's or ours) is turned into one line and exit 2 by
+    # user_errors.report, which every command of pipeline.cli goes through
+    cli = PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=rest, run=False,
+                      parser_kwargs={"exit_on_error": False}, auto_configure_optimizers=False)
+    finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=options.min_lr,
+                                        max_lr=options.max_lr, num_training=options.num_training,
+                                        update_attr=False)
     if finder is None:  # not rank zero
         return 0
     import matplotlib
