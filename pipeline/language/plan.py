@@ -20,7 +20,6 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..blocks import BLOCKS, Block
 from ..blocks.base import format_shape
@@ -28,6 +27,7 @@ from ..errors import ArchError, BlockError, Loc
 from .document import _check_keys, _plain, load_document
 from .init import INIT_SCHEMES
 from .loader import LocDict, LocList
+from .macs import FlopCounter
 from .model import GraphNet, needed_nodes
 from .names import suggest_block
 from .values import MAX_MAGNITUDE, Binding, Scope, close_matches, describe, resolve, type_hints
@@ -135,7 +135,7 @@ class PythonBlock:
             return (kwargs, *ctx.measured[key])
         module = _construct(self.cls, shape_in, kwargs, ctx.device, node, loc, {k: b.loc for k, b in args.items()})
         try:
-            with FlopCounterMode(display=False) as counter:
+            with FlopCounter() as counter:
                 out_shape = tuple(int(d) for d in module.out_shape(shape_in))
         except (RuntimeError, ValueError, IndexError, OverflowError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -145,7 +145,7 @@ class PythonBlock:
             raise ArchError(f"{prefix}block '{_block_name(self.cls)}' cannot take input {shapes}: {reason}",
                             loc, node) from None
         params = sum(p.numel() for p in module.parameters())
-        measured = out_shape, params, counter.get_total_flops() // 4  # batch 2, 2 flops per MAC
+        measured = out_shape, params, counter.flops // 4  # batch 2, 2 flops per MAC
         if key is not None:
             ctx.measured[key] = measured
         return (kwargs, *measured)
