@@ -175,6 +175,23 @@ def test_drop_path_drops_whole_samples_in_training_only():
     assert torch.equal(model.eval()(x), x)
 
 
+@pytest.mark.parametrize("block", ["basic", "preact", "wide", "inverted"])
+def test_every_residual_block_takes_drop_path_on_its_branch(block):
+    """A dropped branch leaves the sample's shortcut alone (identity here); evaluation never drops."""
+    torch.manual_seed(0)
+    model = build_model(one(block, (8, 4, 4), out=8, drop_path=0.5)).train()
+    for m in model.modules():  # deterministic branch: batch norm in evaluation mode
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    x = torch.randn(200, 8, 4, 4)
+    with torch.no_grad():
+        y = model(x)
+        shortcut_only = x.relu() if block == "basic" else x  # basic's activation comes after the join
+        branch_dropped = [torch.equal(a, b) for a, b in zip(y, shortcut_only)]
+        assert 0.3 < sum(branch_dropped) / len(x) < 0.7
+        assert not any(torch.equal(a, b) for a, b in zip(model.eval()(x), x))
+
+
 def test_depth_linear_drop_path_rate_is_an_expression():
     spec = {"input": [8, 4, 4], "vars": {"rate": 0.2, "blocks": 4},
             "nodes": {"stage": {"block": "inverted", "out": 8, "expand": 2, "repeat": 4,

@@ -15,6 +15,7 @@ def register(name: str):
         if not issubclass(cls, Block):
             raise TypeError(f"{cls.__name__} must subclass pipeline.blocks.Block")
         BLOCKS[name] = cls
+        cls.block_name = name  # for messages of code shared by several blocks (a subclass has its own name)
         return cls
 
     return add

@@ -151,10 +151,11 @@ class PreAct(Block):
     nothing after the addition. A projection shortcut reads the pre-activated input, as in the paper."""
 
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, bottleneck: bool = False,
-                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu", dropout: float = 0.0):
+                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu", dropout: float = 0.0,
+                 drop_path: float = 0.0):
         super().__init__()
         _check(out, stride, 1, dropout)
-        nd = spatial_dims(in_shape, "preact")
+        nd = spatial_dims(in_shape, self.block_name)
         in_channels = in_shape[0]
         self.norm = norm_layer(norm, in_channels, nd)
         self.act = act_layer(act, inplace=False)
@@ -169,11 +170,15 @@ class PreAct(Block):
             self.conv3 = nn.Identity()
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm, pre_activated=True)
+        self.drop_path = check_rate(drop_path, "drop_path")
+
+    def branch(self, pre: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.drop(self.conv1(pre))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.act(self.norm(x))
         identity = x if self.shortcut is None else self.shortcut(pre)
-        return self.conv3(self.conv2(self.drop(self.conv1(pre)))) + identity
+        return drop_path(self.branch(pre), self.drop_path, self.training) + identity
 
 
 def _conv(nd: int, in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
@@ -182,27 +187,17 @@ def _conv(nd: int, in_channels: int, out_channels: int, kernel: int, stride: int
 
 
 @register("wide")
-class Wide(Block):
+class Wide(PreAct):
     """Wide-ResNet block: BN-ReLU-3x3 (stride) -> BN-ReLU-dropout-3x3, plus a 1x1 projection when
-    shapes change (applied to the pre-activated input, as in the authors' code)."""
+    shapes change (applied to the pre-activated input, as in the authors' code). A basic pre-activation
+    unit with the dropout moved to the paper's place."""
 
     def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dropout: float = 0.0, norm: NormKind = "batch",
-                 act: ActKind = "relu"):
-        super().__init__()
-        _check(out, stride, 1, dropout)
-        nd = spatial_dims(in_shape, "wide")
-        self.norm = norm_layer(norm, in_shape[0], nd)
-        self.act = act_layer(act, inplace=False)
-        self.conv1 = _conv(nd, in_shape[0], out, 3, stride)
-        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.conv2 = NormActConv(nd, out, out, 3, norm=norm, act=act)
-        self.shortcut = make_shortcut("auto", in_shape, out, stride, norm, pre_activated=True)
+                 act: ActKind = "relu", drop_path: float = 0.0):
+        super().__init__(in_shape, out=out, stride=stride, norm=norm, act=act, dropout=dropout, drop_path=drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.act(self.norm(x))
-        identity = x if self.shortcut is None else self.shortcut(pre)
+    def branch(self, pre: torch.Tensor) -> torch.Tensor:
         # dropout between the second ReLU and conv (the paper's order): the second BN then normalises
         # the same activations in training and evaluation
-        norm_act_conv = self.conv2
-        h = norm_act_conv.act(norm_act_conv.norm(self.conv1(pre)))
-        return norm_act_conv.conv(self.drop(h)) + identity
+        second = self.conv2
+        return second.conv(self.drop(second.act(second.norm(self.conv1(pre)))))
