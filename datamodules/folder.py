@@ -5,7 +5,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .transforms import light_shift, opencv_single_threaded, resolve_preset
+from .transforms import light_shift, resolve_preset
 
 def tensor_preset(spec, size: int, train: bool) -> str | None:
     """The preset this module can run on batched tensors ("light" or "none"), else None."""
@@ -35,8 +35,7 @@ def stack_resized(images: list[np.ndarray], size: int) -> np.ndarray:
     out = []
     for image in images:
         if image.shape[:2] != (size, size):
-            with opencv_single_threaded():  # loader workers may be forked from this process later
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
         out.append(image if image.ndim == 3 else image[:, :, None])
     return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2))
 

@@ -11,7 +11,6 @@ namespace, never imported from elsewhere.
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 from typing import Any
 
@@ -94,18 +93,6 @@ def preset(name: str, size: int, train: bool) -> list[A.BasicTransform]:
 cv2.setNumThreads(0)
 
 
-@contextlib.contextmanager
-def opencv_single_threaded():
-    """OpenCV work in the main process without its thread pool: loader workers are forked from it
-    later, and a fork of a process whose pool threads hold a lock can deadlock in the child."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(0)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
-
-
 def _describe(item: Any, index: int) -> str:
     name = item.get("name") if isinstance(item, dict) else type(item).__name__
     return f"item {index} ({name})"
@@ -132,8 +119,7 @@ def check_pipeline(spec: Spec, size: int, train: bool, image_sizes: list[tuple[i
             step.p = 1.0
             label = _describe(items[index] if items else step, index)
             try:
-                with opencv_single_threaded():
-                    out = A.Compose([step])(image=image)["image"]
+                out = A.Compose([step])(image=image)["image"]
             except Exception as err:  # noqa: BLE001  albumentations/OpenCV raise many types for a bad size
                 raise DataError(f"{option}: {label} fails on a {height}x{width} image: "
                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None

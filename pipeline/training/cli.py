@@ -158,17 +158,10 @@ class PipelineCLI(LightningCLI):
         return EvaluationReport(reports)
 
 
-def _user_error(err: BaseException) -> str | None:
-    """The one-line message for a user's mistake anywhere in the exception chain, else None."""
-    from ..user_errors import user_message
-
-    return user_message(err)
-
-
 def run_lightning(argv: list[str]) -> int:
-    """Run a LightningCLI subcommand; returns the process exit status."""
-    from jsonargparse import ArgumentError
-
+    """Run a LightningCLI subcommand; returns the process exit status. A user's mistake (a bad option, file
+    or value, also when it surfaces through Lightning's or jsonargparse's layers) is left to
+    ``pipeline.user_errors.report``, which every command runs under."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     check_config_files(argv)
@@ -180,19 +173,9 @@ def run_lightning(argv: list[str]) -> int:
         PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=argv,
                     parser_kwargs={"exit_on_error": False}, save_config_kwargs={"overwrite": True},
                     auto_configure_optimizers=False)
-    except ArgumentError as err:
-        message = " ".join(str(err).split())  # jsonargparse's message can span lines
-        print(f"error: {message}", file=sys.stderr)
-        return 2
     except (Preempted, SIGTERMException):  # a signal: last.ckpt is written (or nothing was trained), as printed
         return 0
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except Exception as err:  # a user's mistake surfacing through Lightning/jsonargparse layers
-        message = _user_error(err)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
     return 0
