@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +14,8 @@ from datamodules import (CIFAR10DataModule, CIFAR100DataModule, DataError, Digit
                          ImageFolderDataModule, MNISTDataModule, SyntheticDataModule, verify_image_folder)
 from datamodules.transforms import pipeline
 from pipeline.training import ClassifierModule
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,20 +263,18 @@ def test_fit_through_the_cli_on_an_image_folder(folder, tmp_path):
     command = "python -m pipeline fit --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --model.arch architectures/resnet18.yaml"  # noqa: E501  (README)
     args = command.replace("my_images", str(folder)).split()[3:]
     # the README's command, on a tiny net and images so that it runs in seconds
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args, "--model.arch", str(arch), "--data.image_size", "16",
-         "--data.batch_size", "4", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
-         "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli(*args, "--model.arch", str(arch), "--data.image_size", "16", "--data.batch_size", "4",
+                   "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
+                   "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ImageFolderDataModule"]["class_names"] == ["cat", "dog", "fox"]
 
 
 def test_verify_flag_through_the_cli_lists_bad_files_and_exits_2(bad_folder, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "fit", "--config", "lightning_config.yaml", "--data",
-         "datamodules.ImageFolderDataModule", "--data.root", str(bad_folder), "--data.verify", "true",
-         "--trainer.default_root_dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli("fit", "--config", "lightning_config.yaml", "--data", "datamodules.ImageFolderDataModule",
+                   "--data.root", str(bad_folder), "--data.verify", "true", "--trainer.default_root_dir",
+                   str(tmp_path / "run"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()[-6:]  # after Lightning's own start-up lines
     assert lines[0].startswith("5 bad file(s)")

@@ -22,7 +22,7 @@ _ATTRS = rf'(?: \[\w+={_VALUE}(?:, \w+={_VALUE})*\])?'
 STATEMENTS = [
     re.compile(rf"^{_ID}{_ATTRS};$"),  # node
     re.compile(rf"^{_ID} -> {_ID}{_ATTRS};$"),  # edge
-    re.compile(rf"^(?:node|edge) \[.*\];$"),  # defaults
+    re.compile(r"^(?:node|edge) \[.*\];$"),  # defaults
     re.compile(r"^subgraph cluster_\d+ \{$"),
     re.compile(r"^\}$"),
     re.compile(rf"^(?:\w+=(?:{_ID}|\w+); ?)+$"),  # graph attributes

@@ -22,6 +22,8 @@ from pipeline.cli import main
 from pipeline.evaluation import Crop, EvalConfig, EvaluationReport, Evaluator, Member, combine, crop_boxes, make_crops
 from pipeline.training import ClassifierModule, EnsembleModule, load_member, prepare
 
+from conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 6  # top-5 needs more than 5
 TINY = ("input: [3, 16, 16]\nvars: {classes: 6}\nnodes:\n  stem: {block: conv, out: 8}\n"
@@ -317,44 +319,64 @@ def bad_request(case: str, run: dict, other_classes: Path) -> tuple[list[str], s
 
 
 @pytest.mark.parametrize("case", ["missing", "unknown mode", "class counts", "both", "bad scale", "fit"])
-def test_bad_evaluation_requests_exit_2_with_one_line(run, other_classes, case, capsys):
+def test_bad_evaluation_requests_exit_2_with_one_line(run, other_classes, case):
+    """Lightning's own log lines included (run_cli captures them): the message is all of stderr."""
     args, words = bad_request(case, run, other_classes)
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
-
-
-@pytest.mark.slow
-def test_a_bad_request_is_the_only_line_on_stderr_of_the_process(run, other_classes):
-    args, words = bad_request("class counts", run, other_classes)
-    proc = cli(*args)
-    err = proc.stderr.strip()
-    assert proc.returncode == 2 and len(err.splitlines()) == 1 and words in err, err[-2000:]
+    result = run_cli(*args)
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1 and words in err and "Traceback" not in err, err
 
 
 # ---------------------------------------------------------------------------------------------
 # exact metrics under DDP: 2 processes (gloo) on 37 images = 1 process
 
 
+@pytest.fixture(scope="module")
+def ddp_runs(run, tmp_path_factory):
+    """`test` and `predict` under DDP (2 processes each, gloo), launched together: most of their time is
+    start-up, which the two share the machine's cores for."""
+    root = tmp_path_factory.mktemp("ddp")
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    commands = {
+        "test": ["test", "--config", str(run["config"]), "--ckpt_path", str(run["ckpt"]), "--eval.crops", "ten",
+                 "--eval.report_dir", str(root / "test"), *ddp],
+        "predict": ["predict", "--config", str(run["config"]), "--ckpt_path", str(run["ckpt"]),
+                    "--eval.report_dir", str(root / "predict"), *ddp],
+    }
+    procs = {name: subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, args in commands.items()}
+    results = {}
+    for name, proc in procs.items():
+        try:
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # hang guard
+            for p in procs.values():
+                p.kill()
+            pytest.fail(f"{name} under DDP did not finish in 300 s")
+        results[name] = (proc.returncode, err)
+    return root, results
+
+
 @pytest.mark.slow
-def test_two_ddp_processes_count_every_sample_once(run, tmp_path):
+def test_two_ddp_processes_count_every_sample_once(run, ddp_runs, tmp_path):
+    root, results = ddp_runs
+    code, err = results["test"]
+    assert code == 0, err[-3000:]
     common = ["test", "--config", str(run["config"]), "--ckpt_path", str(run["ckpt"]), "--eval.crops", "ten"]
     assert main([*common, "--eval.report_dir", str(tmp_path / "one")]) == 0
-    ddp = cli(*common, "--eval.report_dir", str(tmp_path / "two"), "--trainer.strategy", "ddp", "--trainer.devices", "2",
-              "--trainer.accelerator", "cpu")
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one, two = report(tmp_path / "one" / "test.json"), report(tmp_path / "two" / "test.json")
+    one, two = report(tmp_path / "one" / "test.json"), report(root / "test" / "test.json")
     assert two["world_size"] == 2 and two["samples"] == one["samples"] == 37  # no padded duplicate, no drop
     assert two["confusion"] == one["confusion"] and two["top1"] == one["top1"] and two["top5"] == one["top5"]
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
 
 
 @pytest.mark.slow
-def test_predict_under_ddp_has_one_row_per_input(run, tmp_path):
-    proc = cli("predict", "--config", str(run["config"]), "--ckpt_path", str(run["ckpt"]), "--eval.report_dir",
-               str(tmp_path), "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = list(csv.reader((tmp_path / "predictions.csv").open()))[1:]
+def test_predict_under_ddp_has_one_row_per_input(ddp_runs):
+    root, results = ddp_runs
+    code, err = results["predict"]
+    assert code == 0, err[-3000:]
+    rows = list(csv.reader((root / "predict" / "predictions.csv").open()))[1:]
     assert [r[0] for r in rows] == [f"val[{i}]" for i in range(37)]
 
 
@@ -430,23 +452,21 @@ def test_readme_predict_on_a_folder_uses_the_checkpoints_class_names(folder_run,
 # the README's Evaluate commands, verbatim (runs/digits moved to a temporary folder)
 
 
-def readme(command: str, root: Path, *extra: str) -> int:
-    """Run a README command in this process (no start-up cost), its runs/digits moved under ``root``."""
-    args = shlex.split(command.replace("runs/digits", str(root / "digits")))[3:]
-    return main([*args, "--trainer.enable_progress_bar", "false", *extra])
+def readme(command: str, runs: dict[str, Path], *extra: str) -> int:
+    """Run a README command in this process (no start-up cost), its run folders replaced by ``runs``."""
+    for name in sorted(runs, key=len, reverse=True):  # runs/digits_seed1 before runs/digits
+        command = command.replace(f"runs/{name}", str(runs[name]))
+    return main([*shlex.split(command)[3:], "--trainer.enable_progress_bar", "false", *extra])
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """Two short runs of the default job (seeds 0 and 1; two epochs each: about 90% accuracy) for the
-    evaluation commands."""
-    root = tmp_path_factory.mktemp("digits")
-    short = ["--trainer.max_epochs", "2"]
-    assert main(["fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(root / "digits"),
-                 "--trainer.enable_progress_bar", "false", *short]) == 0
+def digits(digits_run, tmp_path_factory):
+    """The runs the README's evaluation commands name: the main job (trained once per session, about 98%)
+    and a short second run with seed 1 (two epochs: about 90%) for the ensemble."""
+    runs = {"digits": digits_run, "digits_seed1": tmp_path_factory.mktemp("runs") / "digits_seed1"}
     assert readme("python -m pipeline fit --config lightning_config.yaml --seed_everything 1 --trainer.default_root_dir runs/digits_seed1",  # noqa: E501
-                  root, *short) == 0
-    return root
+                  runs, "--trainer.max_epochs", "2") == 0
+    return runs
 
 
 @pytest.mark.slow
@@ -454,17 +474,17 @@ def digits(tmp_path_factory):
     ("python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt --eval.crops ten --eval.mirror false", 5),  # noqa: E501
     ("python -m pipeline test --config lightning_config.yaml --ensemble.checkpoints '[runs/digits/checkpoints/last.ckpt,runs/digits_seed1/checkpoints/last.ckpt]' --eval.crops ten --eval.mirror false", 5),  # noqa: E501
 ])
-def test_readme_test_commands(digits, command, crops, capsys):
-    assert readme(command, digits, "--trainer.default_root_dir", str(digits / "digits")) == 0
-    got = report(digits / "digits" / "reports" / "test.json")
+def test_readme_test_commands(digits, command, crops, capsys, tmp_path):
+    assert readme(command, digits, "--trainer.default_root_dir", str(tmp_path)) == 0  # the shared runs stay as they were
+    got = report(tmp_path / "reports" / "test.json")
     assert got["samples"] == 360 and got["crops"]["per_image"] == crops
     assert got["top1"] >= 0.8 and len(got["checkpoints"]) == (2 if "ensemble" in command else 1)
     assert "top-1" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_readme_predict_command(digits):
+def test_readme_predict_command(digits, tmp_path):
     assert readme("python -m pipeline predict --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
-                  digits, "--trainer.default_root_dir", str(digits / "digits")) == 0
-    rows = list(csv.reader((digits / "digits" / "reports" / "predictions.csv").open()))
+                  digits, "--trainer.default_root_dir", str(tmp_path)) == 0
+    rows = list(csv.reader((tmp_path / "reports" / "predictions.csv").open()))
     assert len(rows) == 361 and rows[0][:3] == ["file", "label_1", "prob_1"] and len(rows[0]) == 11

@@ -1,8 +1,6 @@
 """`python -m pipeline export`: ONNX (run with onnxruntime) and TorchScript give the PyTorch logits."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,8 @@ import torch
 
 from pipeline import build_model
 from pipeline.convert import save_atomic
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOGLENET = ROOT / "architectures" / "googlenet.yaml"
@@ -31,9 +31,8 @@ def weights(tmp_path_factory):
 def test_export_matches_pytorch_and_drops_aux_heads(fmt, weights, tmp_path):
     path, model = weights
     out = tmp_path / f"net.{fmt}"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "export", str(GOOGLENET), "--weights", str(path),
-                           "--format", fmt, "-o", str(out), "--input", "3,64,64", "--var", "classes=10"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli("export", str(GOOGLENET), "--weights", str(path), "--format", fmt, "-o", str(out), "--input",
+                   "3,64,64", "--var", "classes=10")
     assert proc.returncode == 0, proc.stderr
     x = torch.randn(3, 3, 64, 64)  # batch 3: the batch dimension is dynamic
     with torch.no_grad():
@@ -55,8 +54,7 @@ def test_readme_import_then_export_commands(tmp_path):
     (tmp_path / "architectures").symlink_to(ROOT / "architectures")
     import torchvision
 
-    run = lambda command, *extra: subprocess.run([sys.executable, "-m", "pipeline", *command.split()[3:], *extra],  # noqa: E731
-                                                 capture_output=True, text=True, cwd=tmp_path)
+    run = lambda command, *extra: run_cli(*command.split()[3:], *extra, cwd=tmp_path)  # noqa: E731
     imported = run("python -m pipeline import-weights torchvision:resnet50 architectures/resnet50.yaml -o resnet50.pt")
     if imported.returncode != 0:  # offline: the one-line error says how to proceed; do that
         assert imported.returncode == 2 and "--from-file" in imported.stderr

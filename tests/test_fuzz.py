@@ -255,7 +255,7 @@ def check_located(err: ArchError, folder: Path, caught) -> None:
     assert not caught, f"warnings before {message!r}: {[str(w.message) for w in caught]}"
 
 
-@settings(max_examples=700, deadline=None, derandomize=True, database=None,
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_mutated_files_plan_or_fail_with_a_located_arch_error(data):

@@ -79,3 +79,16 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from ..training.module import ClassifierModule\n")
     assert imports("pipeline.evaluation.evaluator", bad) == {"pipeline.training.module"}
     assert layer("pipeline.training.module") > layer("pipeline.evaluation.evaluator")
+
+
+def test_the_cli_overrides_no_private_lightning_cli_method():
+    """LightningCLI's public extension points only: a private method may change in any Lightning release."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from pipeline.training.cli import PipelineCLI
+
+    overridden = [name for klass in PipelineCLI.__mro__ if klass.__module__.startswith("pipeline")
+                  for name in vars(klass) if callable(getattr(LightningCLI, name, None))]
+    assert overridden, "PipelineCLI overrides nothing: the check would see nothing"
+    private = [name for name in overridden if name.startswith("_") and not name.startswith("__")]
+    assert not private, f"PipelineCLI overrides private LightningCLI methods: {private}"

@@ -1,7 +1,6 @@
 """The README is the manual: every command it shows is run here or by the test named for it."""
 from __future__ import annotations
 
-import re
 import shlex
 from pathlib import Path
 

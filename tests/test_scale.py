@@ -23,6 +23,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -253,17 +255,19 @@ def test_a_failed_save_leaves_the_previous_last_ckpt_intact(tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_a_process_killed_while_saving_leaves_the_previous_last_ckpt_intact(tmp_path):
+    # the checkpoint plugin (AtomicCheckpointIO, above) saves through this one writer; a process that
+    # imports it alone starts without Lightning
     script = f"""
 import os, signal, torch
-from pipeline.training.cli import AtomicCheckpointIO
-io, path = AtomicCheckpointIO(), {str(tmp_path / 'last.ckpt')!r}
-io.save_checkpoint({{"global_step": 1, "w": torch.ones(1000)}}, path)
+from pipeline.checkpoints import save_atomic
+path = {str(tmp_path / 'last.ckpt')!r}
+save_atomic({{"global_step": 1, "w": torch.ones(1000)}}, path)
 def dying_save(obj, handle, *args, **kwargs):
     handle.write(b"PK\\x03\\x04 partial")
     handle.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 torch.save = dying_save
-io.save_checkpoint({{"global_step": 2, "w": torch.zeros(1000)}}, path)
+save_atomic({{"global_step": 2, "w": torch.zeros(1000)}}, path)
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -285,8 +289,8 @@ def test_ddp_two_processes_with_syncbn_equal_one_process_with_twice_the_batch(tm
     ddp_log = run(pipeline_args(DDP, tmp_path / "ddp", *common, "--data.init_args.batch_size", "16"),
                   tmp_path / "ddp.log", jobs)
     assert "Starting with 2 processes" in ddp_log and "gloo" in ddp_log
-    run(pipeline_args(SINGLE, tmp_path / "one", *common, "--data.init_args.batch_size", "32"), tmp_path / "one.log",
-        jobs)
+    single = run_cli(*pipeline_args(SINGLE, tmp_path / "one", *common, "--data.init_args.batch_size", "32")[3:])
+    assert single.returncode == 0, single.stderr[-3000:]  # the single process: this one
     ddp, one = checkpoint(tmp_path / "ddp"), checkpoint(tmp_path / "one")
     assert ddp["global_step"] == one["global_step"] == 8
     assert any("running_var" in k for k in ddp["state_dict"])
@@ -401,8 +405,6 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path,
               "--data.init_args.batch_size", "32", "--trainer.deterministic", "true", "--trainer.max_epochs", "2",
               "--trainer.limit_train_batches", "12", "--trainer.limit_val_batches", "2",
               "--trainer.log_every_n_steps", "1"]
-    run(pipeline_args(EVERY_N, tmp_path / "whole", *common), tmp_path / "whole.log", jobs)
-
     beacon = tmp_path / "beacon"
     extra = callbacks_config(tmp_path, {"class_path": "tests.fault_injection.Beacon",
                                         "init_args": {"folder": str(beacon), "step": 7, "hold": 300}})
@@ -413,9 +415,15 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path,
     job.proc.wait(30)
     assert checkpoint(root)["global_step"] == 5  # the kill lost 2 steps
 
-    text = run(pipeline_args(RESUME, root, *common, "--fault_tolerance.every_n_steps", "5"), tmp_path / "resumed.log",
-               jobs)
-    assert "Restored all states from the checkpoint" in text
+    # the uninterrupted run and the resumed one in this process (only the killed one needs its own)
+    try:
+        whole_run = run_cli(*pipeline_args(EVERY_N, tmp_path / "whole", *common)[3:])
+        resumed_run = run_cli(*pipeline_args(RESUME, root, *common, "--fault_tolerance.every_n_steps", "5")[3:])
+    finally:
+        torch.use_deterministic_algorithms(False)  # --trainer.deterministic sets it for the whole process
+    assert whole_run.returncode == 0, whole_run.stderr[-3000:]
+    assert resumed_run.returncode == 0, resumed_run.stderr[-3000:]
+    assert "Restored all states from the checkpoint" in resumed_run.stderr
     whole, resumed = checkpoint(tmp_path / "whole"), checkpoint(root)
     assert resumed["global_step"] == whole["global_step"] == 24
     difference = max_difference(whole["state_dict"], resumed["state_dict"])

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
 from pipeline import plan_model
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET = str(ROOT / "architectures" / "lenet5.yaml")
@@ -66,11 +66,11 @@ def test_user_mistakes_exit_2_with_one_line(args, words, capsys):
     assert len(err.splitlines()) == 1 and words in err
 
 
-def test_cli_process_exit_status_and_no_traceback(tmp_path):
+def test_exit_status_and_a_located_line_without_traceback(tmp_path):
+    """(tests/test_malformed.py runs the same contract in a real process)"""
     bad = tmp_path / "bad.yaml"
     bad.write_text("input: [3, 8, 8]\nnodes:\n  a: {block: covn, out: 4}\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "summary", str(bad)], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = run_cli("summary", str(bad))
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert err.startswith(f"{bad}:3:14: node 'a': unknown block 'covn' (did you mean 'conv'")

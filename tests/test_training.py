@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +18,20 @@ from pipeline.language import AuxOutput, TrainOutput
 from pipeline.training import ClassifierModule, SchedulerConfig, TrainingDiverged, classification_loss
 from pipeline.training.optim import lr_factor
 
+from conftest import Result, readme_args, run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd)
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """A real ``python -m pipeline`` process: only for what this process cannot show (its whole stderr)."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def readme(command: str, root: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Run a command exactly as the README shows it, with its run folder moved to ``root``."""
-    args = shlex.split(command.replace("runs/digits", str(root)))[3:]
-    return cli(*args, "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false", *extra)
+def readme(command: str, root: Path, *extra: str) -> Result:
+    """Run a command exactly as the README shows it (in this process), with its run folder moved to ``root``."""
+    return run_cli(*readme_args(command, root), "--trainer.default_root_dir", str(root),
+                   "--trainer.enable_progress_bar", "false", *extra)
 
 
 def metrics(root: Path) -> list[dict]:
@@ -43,13 +47,10 @@ def column(rows: list[dict], name: str) -> list[float]:
     return [float(r[name]) for r in rows if r.get(name)]
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """The README's main job, run in full: fit --config lightning_config.yaml."""
-    root = tmp_path_factory.mktemp("digits")
-    proc = readme("python -m pipeline fit --config lightning_config.yaml", root)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return root
+@pytest.fixture
+def default_run(digits_run):
+    """The README's main job, run in full once per session (tests/conftest.py)."""
+    return digits_run
 
 
 @pytest.mark.slow
@@ -66,7 +67,8 @@ def test_default_run_reaches_97_percent_and_writes_logs_and_checkpoints(default_
 
 
 @pytest.mark.slow
-def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run):
+def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run, tmp_path):
+    default_run = Path(shutil.copytree(default_run, tmp_path / "digits"))  # the shared run stays as it was
     before = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
     epochs = before["epoch"] + 1  # saved at the end of epoch index `epoch`
     steps_per_epoch = before["global_step"] // epochs
@@ -85,8 +87,8 @@ def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run):
     "python -m pipeline validate --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
     "python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
 ])
-def test_validate_and_test_on_a_checkpoint(default_run, command):
-    proc = readme(command, default_run)
+def test_validate_and_test_on_a_checkpoint(default_run, command, tmp_path):
+    proc = readme(command, default_run, "--trainer.default_root_dir", str(tmp_path))  # logs aside: the run is shared
     assert proc.returncode == 0, proc.stderr[-2000:]
     split = "val" if " validate " in command else "test"
     line = next(l for l in proc.stdout.splitlines() if f"{split}/acc " in l or l.strip().startswith(f"{split}/acc "))
@@ -94,8 +96,8 @@ def test_validate_and_test_on_a_checkpoint(default_run, command):
 
 
 def test_fast_dev_run(tmp_path):
-    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true",
-               "--trainer.default_root_dir", str(tmp_path))
+    proc = run_cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true",
+                   "--trainer.default_root_dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -109,19 +111,19 @@ def test_overrides_reach_the_model(tmp_path):
 @pytest.mark.slow
 def test_readme_transfer_learning_command(default_run, tmp_path):
     command = "python -m pipeline fit --config lightning_config.yaml --model.init_from runs/digits/checkpoints/last.ckpt --model.freeze_until pool1 --model.pretrained_lr_scale 0.1"  # noqa: E501
-    proc = cli(*shlex.split(command.replace("runs/digits", str(default_run)))[3:], "--trainer.max_epochs", "1",
-               "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+    proc = run_cli(*readme_args(command, default_run), "--trainer.max_epochs", "1",
+                   "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert max(column(metrics(tmp_path), "val/acc")) >= 0.95  # starts from the trained weights
 
 
 def test_print_config_round_trips(tmp_path):
-    first = cli(*shlex.split("python -m pipeline fit --config lightning_config.yaml --print_config")[3:],
-                "--model.optimizer.lr", "0.02")
+    first = run_cli(*shlex.split("python -m pipeline fit --config lightning_config.yaml --print_config")[3:],
+                    "--model.optimizer.lr", "0.02")
     assert first.returncode == 0, first.stderr
     saved = tmp_path / "resolved.yaml"
     saved.write_text(first.stdout)
-    second = cli("fit", "--config", str(saved), "--print_config")
+    second = run_cli("fit", "--config", str(saved), "--print_config")
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout and "lr: 0.02" in first.stdout
 
@@ -132,13 +134,14 @@ def test_print_config_round_trips(tmp_path):
     (["--model.arch", "architectures/nope.yaml"], "architecture file not found: architectures/nope.yaml"),
 ])
 def test_user_mistakes_exit_2_with_one_line(args, words):
-    proc = cli("fit", "--config", "lightning_config.yaml", *args)
+    proc = run_cli("fit", "--config", "lightning_config.yaml", *args)
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
 
 
 def test_architecture_mistake_reports_its_location(tmp_path):
+    """In a real process: the located message is the whole of stderr (no warning, log line or traceback)."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("input: [1, 16, 16]\nvars: {classes: 10}\nnodes:\n  a: {block: conv, out: 8}\n"
                    "  b: {block: add, from: [a, input]}\n")
@@ -233,7 +236,7 @@ def test_ema_weights_are_used_for_evaluation(tmp_path):
 
 
 def test_help_texts_come_from_the_docstrings():
-    proc = cli("fit", "--help")
+    proc = run_cli("fit", "--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     assert "architecture file (e.g. ``architectures/resnet18.yaml``)" in text
@@ -243,14 +246,15 @@ def test_help_texts_come_from_the_docstrings():
 
 @pytest.mark.slow
 def test_predict_on_a_checkpoint(default_run, tmp_path):
-    proc = cli("predict", "--config", "lightning_config.yaml", "--ckpt_path", str(default_run / "checkpoints" / "last.ckpt"),
-               "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
+    proc = run_cli("predict", "--config", "lightning_config.yaml", "--ckpt_path",
+                   str(default_run / "checkpoints" / "last.ckpt"), "--trainer.default_root_dir", str(tmp_path),
+                   "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_bf16_mixed_precision_runs_on_cpu(tmp_path):
-    proc = cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true", "--trainer.precision",
-               "bf16-mixed", "--trainer.gradient_clip_val", "1.0", "--trainer.default_root_dir", str(tmp_path))
+    proc = run_cli("fit", "--config", "lightning_config.yaml", "--trainer.fast_dev_run", "true", "--trainer.precision",
+                   "bf16-mixed", "--trainer.gradient_clip_val", "1.0", "--trainer.default_root_dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

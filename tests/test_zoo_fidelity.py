@@ -1,8 +1,6 @@
 """The zoo's classic nets are torchvision's: equal parameter counts, and converted weights give equal logits."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,8 @@ import torchvision
 
 from pipeline import build_model, plan_model
 from pipeline.convert import ConversionError, convert_state_dict, load_converted
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "architectures"
@@ -29,16 +29,22 @@ DESIGN_COUNTS = {"alexnet": 61_100_840, "vgg16": 138_357_544, "resnet18": 11_689
                  "densenet121": 7_978_856, "mobilenet_v2": 3_504_872, "wide_resnet50_2": 68_883_240}
 
 
-def reference(name: str) -> torch.nn.Module:
+# the logit check builds real weights for one net per family (the rest share its blocks and conversion,
+# and their parameter counts are checked against torchvision's one by one)
+FAMILIES = ["alexnet", "vgg11_bn", "googlenet", "resnet18", "resnet50", "densenet121", "mobilenet_v2"]
+
+
+def reference(name: str, device: str = "cpu") -> torch.nn.Module:
     torch.manual_seed(0)
-    if name == "googlenet":  # with both auxiliary heads, randomly initialised
-        return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
-    return torchvision.models.get_model(name, weights=None)
+    with torch.device(device):  # "meta": the shapes only, nothing allocated or initialised (for counts)
+        if name == "googlenet":  # with both auxiliary heads, randomly initialised
+            return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+        return torchvision.models.get_model(name, weights=None)
 
 
 @pytest.mark.parametrize("zoo", sorted(REFERENCES))
 def test_parameter_count_equals_torchvision(zoo):
-    ref = reference(REFERENCES[zoo])
+    ref = reference(REFERENCES[zoo], "meta")
     expected = sum(p.numel() for p in ref.parameters())
     assert plan_model(ARCH / f"{zoo}.yaml").params == expected
     if zoo in DESIGN_COUNTS:
@@ -52,7 +58,7 @@ def test_googlenet_without_aux_heads_counts_6_624_904():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zoo", sorted(REFERENCES))
+@pytest.mark.parametrize("zoo", FAMILIES)
 def test_converted_weights_give_the_same_logits(zoo):
     ref = reference(REFERENCES[zoo]).eval()
     with torch.no_grad():  # non-trivial batch-norm statistics, so the check covers buffers too
@@ -76,9 +82,8 @@ def test_import_weights_cli_writes_a_loadable_state_dict(tmp_path):
     src = tmp_path / "resnet18.pth"
     torch.save(ref.state_dict(), src)
     out = tmp_path / "out.pt"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "import-weights", "torchvision:resnet18",
-                           str(ARCH / "resnet18.yaml"), "-o", str(out), "--from-file", str(src)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = run_cli("import-weights", "torchvision:resnet18", str(ARCH / "resnet18.yaml"), "-o", str(out),
+                   "--from-file", str(src))
     assert proc.returncode == 0, proc.stderr
     model = build_model(ARCH / "resnet18.yaml")
     model.load_state_dict(torch.load(out, weights_only=True))
@@ -90,14 +95,12 @@ def test_import_weights_cli_writes_a_loadable_state_dict(tmp_path):
 def test_wrong_reference_is_a_clear_error():
     model = build_model(ARCH / "resnet18.yaml")
     with pytest.raises(ConversionError, match="not the same network"):
-        convert_state_dict(reference("resnet34").state_dict(), model)
+        convert_state_dict(reference("resnet34", "meta").state_dict(), model)
 
 
-def test_import_weights_offline_without_file_says_what_to_do(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "import-weights", "torchvision:resnet18",
-                           str(ARCH / "resnet18.yaml"), "-o", str(tmp_path / "o.pt")],
-                          capture_output=True, text=True, cwd=ROOT,
-                          env={"PATH": "", "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path)})
+def test_import_weights_offline_without_file_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached download to fall back on
+    proc = run_cli("import-weights", "torchvision:resnet18", str(ARCH / "resnet18.yaml"), "-o", str(tmp_path / "o.pt"))
     # offline here: a one-line error pointing at --from-file (online, the download would succeed)
     if proc.returncode == 0:
         assert (tmp_path / "o.pt").exists()

@@ -1,0 +1,86 @@
+"""What the test modules share: the CLI run in this process, and the README's main job trained once.
+
+Running ``python -m pipeline ...`` as a child process costs an interpreter and a fresh import of torch
+and Lightning (5-10 s on the 2-core CI machine) per command. :func:`run_cli` calls the same entry point
+in this process instead, with the same exit status and output; the few contracts only a separate
+process can show (exactly one line on a real stderr, signals, DDP's launched ranks) keep a subprocess.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch  # noqa: F401  (creates Lightning's log handlers now, on the real stderr)
+import pytest
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    """What ``subprocess.run(..., capture_output=True, text=True)`` returns, for an in-process run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path):  # contextlib.chdir, which Python 3.10 lacks
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
+def _lightning_logs_to(stream: io.StringIO):
+    """Lightning logs through handlers made at import time on the stderr of that moment; point them at
+    ``stream`` for one command so that its log lines are captured like a child process's stderr."""
+    handlers = [h for name in ("lightning.pytorch", "lightning.fabric") for h in logging.getLogger(name).handlers
+                if type(h) is logging.StreamHandler]
+    previous = [h.setStream(stream) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, previous):
+            handler.setStream(old)
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> Result:
+    """``python -m pipeline ARGS`` in this process, from ``cwd``, with its stdout and stderr captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with _working_directory(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            _lightning_logs_to(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # --help and the parser's own exits
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def readme_args(command: str, root: Path) -> list[str]:
+    """A README command's arguments (after ``python -m pipeline``), with ``runs/digits`` moved to ``root``."""
+    return shlex.split(command.replace("runs/digits", str(root)))[3:]
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """The README's main job, ``fit --config lightning_config.yaml``, in full (12 epochs, about 98%), run once
+    for the whole session. Its folder stands for ``runs/digits``; tests that add to it (resume) copy it."""
+    root = tmp_path_factory.mktemp("runs") / "digits"
+    result = run_cli("fit", "--config", "lightning_config.yaml", "--trainer.default_root_dir", str(root),
+                     "--trainer.enable_progress_bar", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
