@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
     # pre-activation). tests/test_zoo_reach.py traces the modern ones (squeeze-excitation, channel split
     # and shuffle, groups). Deep nets at a smaller depth of the same file: the blocks traced are the
     # same, repeated less. benchmarks/bench_compile.py --check traces every zoo file as it is.
-    ("googlenet", (3, 64, 64), None), ("densenet_bc100_cifar", (3, 32, 32), 40), ("wavenet_classifier", (1, 256), None),
-    ("resnet20_cifar", (3, 32, 32), None), ("preact_resnet110_cifar", (3, 32, 32), 20),
+    ("googlenet", (3, 64, 64), None), ("densenet_bc100_cifar", (3, 32, 32), 40),
+    ("wavenet_classifier", (1, 256), None), ("resnet20_cifar", (3, 32, 32), None),
+    ("preact_resnet110_cifar", (3, 32, 32), 20),
 ])
 def test_compiles_without_graph_breaks(name, shape, depth):
     torch._dynamo.reset()
