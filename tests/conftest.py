@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (creates Lightning's log handlers now, on the real stderr)
 import pytest
+import torch
 
 from pipeline.cli import main
 
@@ -84,3 +85,10 @@ def digits_run(tmp_path_factory) -> Path:
     return root
 
 
+def pytest_configure(config):
+    """In a pytest-xdist worker (pyproject's addopts run two), torch uses one thread: two workers of two
+    threads each on a 2-core machine spend their time waiting on each other. Set in the environment too,
+    so that the processes a test starts (DDP ranks, CLI runs) compute exactly like this one."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)

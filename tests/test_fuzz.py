@@ -33,7 +33,8 @@ from pipeline.language.values import MAX_MAGNITUDE, Scope, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = re.compile(r"^(?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+): ")
-SECONDS = 5.0  # per example; planning any of the seeds takes well under 0.1 s
+SECONDS = 30.0  # a hang guard, not a speed test: an undefused bomb runs for minutes; under coverage or load a
+#                 hostile file has taken 5 s (planning a seed takes well under 0.1 s)
 
 COMPOSITE = """\
 input: [3, 16, 16]
