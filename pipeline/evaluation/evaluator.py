@@ -217,3 +217,17 @@ def whole_image_side(config: EvalConfig, members: Sequence[Member], data_shape: 
 
 
 __all__ = ["EvalConfig", "EvaluationData", "Evaluator", "Member", "combine", "whole_image_side"]
+
+
+class EvaluationSteps:
+    """Lightning's validation/test/predict steps for a module with an ``evaluator`` and ``eval_members()``
+    (the single net and the ensemble evaluate alike: through the evaluator, over their members)."""
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.evaluator.step(self, self.eval_members(), batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.evaluator.step(self, self.eval_members(), batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.evaluator.probs(self.eval_members(), batch)

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch import nn
 
 from ..checkpoints import class_names_in, read_checkpoint
 from ..errors import ArchError
-from ..evaluation import EvalConfig, EvaluationData, Evaluator, Member, whole_image_side
+from ..evaluation import EvalConfig, EvaluationData, EvaluationSteps, Evaluator, Member, whole_image_side
 from .module import ClassifierModule
 
 
@@ -53,7 +52,7 @@ def load_member(path: str | Path, evaluation: EvalConfig | None = None) -> tuple
     return module, class_names_in(checkpoint)
 
 
-class EnsembleModule(L.LightningModule):
+class EnsembleModule(EvaluationSteps, L.LightningModule):
     """Several checkpoints evaluated together: each member's class probabilities (over its own crops,
     at its own input size) are averaged with the given weights.
 
@@ -88,15 +87,6 @@ class EnsembleModule(L.LightningModule):
 
     def eval_members(self) -> list[Member]:
         return [m for net, w in zip(self.nets, self.weights) for m in net.eval_members(w)]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluator.step(self, self.eval_members(), batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluator.step(self, self.eval_members(), batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self.evaluator.probs(self.eval_members(), batch)
 
 
 def prepare(module: ClassifierModule, datamodule: EvaluationData | None, ensemble: EnsembleConfig | None = None,

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..checkpoints import read_state_dict
 from ..errors import ArchError, close_matches
-from ..evaluation import EvalConfig, Evaluator, Member
+from ..evaluation import EvalConfig, EvaluationSteps, Evaluator, Member
 from ..language import TrainOutput, materialize, plan_model
 from .fault import TrainingDiverged, last_finite_message, refuse_nonfinite
 from .optim import (OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler, check_optimizer, param_groups,
@@ -50,7 +50,7 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise ArchError(f"init_from: {err}") from None
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(EvaluationSteps, L.LightningModule):
     """Trains an image classifier declared in an architecture YAML file.
 
     Args:
@@ -210,15 +210,6 @@ class ClassifierModule(L.LightningModule):
     def eval_members(self, weight: float = 1.0) -> list[Member]:
         shape = tuple(self.net.input_shape)
         return [Member(self, shape[-1], weight, shape)]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluator.step(self, self.eval_members(), batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluator.step(self, self.eval_members(), batch, "test")
-
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self.evaluator.probs(self.eval_members(), batch)
 
     # -- optimisation ---------------------------------------------------------------------------
     def scaled_optimizer_config(self) -> OptimizerConfig:
