@@ -3,7 +3,9 @@
 Part 1 (``--check``): every file of ``architectures/`` is traced by dynamo with ``fullgraph=True``
 (``backend="eager"``: the tracing, where graph breaks happen, without code generation) in train and
 eval mode, and the compiled outputs are compared with the eager ones. A graph break is an error
-under ``fullgraph=True``, so "ok" means one graph per mode.
+under ``fullgraph=True``, so "ok" means one graph per mode. Each file is also exported to ONNX as
+the ``export`` command writes it and run by onnxruntime at another batch size than the export's
+(the batch axis is dynamic): "ok" when its logits are the eager model's (1e-4 of their scale).
 
 Part 2: training-step throughput (forward + backward + SGD step) of the compiled model (inductor,
 ``fullgraph=True``) against the same model eager, alternating A/B rounds after compilation, and
@@ -18,6 +20,7 @@ import argparse
 import copy
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,10 +57,26 @@ def logits(out):
     return out.logits if hasattr(out, "logits") else out
 
 
-def check_all() -> int:
+def onnx_result(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """Export ``model`` to ONNX and compare onnxruntime's logits with the eager model's."""
+    import onnxruntime
+
+    from pipeline.export import export, inference_model
+
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        want = logits(inference_model(model)(x))
+        path = export(model, "onnx", Path(tmp) / "net.onnx")
+        got = torch.from_numpy(onnxruntime.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0])
+    scale = want.abs().max().item()
+    return "ok" if torch.allclose(got, want, rtol=1e-4, atol=1e-4 * scale) else f"differs by {(got - want).abs().max():.2g}"
+
+
+def check_all(only: list[str] | None = None) -> int:
     failures = 0
-    print("| architecture | input | train | eval | trace s |\n|---|---|---|---|---:|")
+    print("| architecture | input | train | eval | onnx | check s |\n|---|---|---|---|---|---:|")
     for path in sorted((ROOT / "architectures").glob("*.yaml")):
+        if only and path.stem not in only:
+            continue
         shape = check_shape(path)
         model = build_model(path, input_shape=shape)
         x = torch.randn(2, *shape)
@@ -75,9 +94,13 @@ def check_all() -> int:
                 result[mode] = "ok" if torch.allclose(got, want, atol=1e-5) else "differs"
             except Exception as err:  # a graph break or any other failure is what this part reports
                 result[mode] = f"FAIL: {str(err).splitlines()[0][:80]}"
+        try:
+            result["onnx"] = onnx_result(model, x)
+        except Exception as err:
+            result["onnx"] = f"FAIL: {str(err).splitlines()[0][:80]}"
         failures += sum(r != "ok" for r in result.values())
         print(f"| {path.stem} | {'x'.join(map(str, shape))} | {result['train']} | {result['eval']} | "
-              f"{time.perf_counter() - start:.1f} |", flush=True)
+              f"{result['onnx']} | {time.perf_counter() - start:.1f} |", flush=True)
     print(f"\n{failures} failure(s)")
     return failures
 
@@ -107,7 +130,9 @@ def speed(nets: list[str], iters: int, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="trace every zoo file with fullgraph=True")
+    parser.add_argument("--check", action="store_true",
+                        help="trace every zoo file with fullgraph=True and export it to ONNX")
+    parser.add_argument("--only", nargs="*", help="with --check: these zoo files only (names without .yaml)")
     parser.add_argument("--nets", nargs="*", default=["lenet5", "resnet20_cifar"], choices=list(SPEED_NETS))
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
@@ -115,7 +140,7 @@ def main() -> None:
     print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}")
     if args.check:
-        sys.exit(1 if check_all() else 0)
+        sys.exit(1 if check_all(args.only) else 0)
     speed(args.nets, args.iters, args.rounds)
 
 

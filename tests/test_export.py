@@ -66,3 +66,24 @@ def test_readme_import_then_export_commands(tmp_path):
     assert exported.returncode == 0, exported.stderr
     session = onnxruntime.InferenceSession(str(tmp_path / "resnet50.onnx"))
     assert session.run(None, {"input": np.zeros((1, 3, 224, 224), np.float32)})[0].shape == (1, 1000)
+
+
+def test_onnx_export_of_channel_layer_norm_and_pointwise_convs(tmp_path):
+    # ConvNeXt's pattern: a channel layer norm moves channels last and back (once written with a
+    # negative dim that onnxruntime refused), and the 1x1 convs after it run as matrix products
+    from pipeline.export import export
+
+    spec = tmp_path / "cn.yaml"
+    spec.write_text("name: cn\ninput: [3, 16, 16]\nnodes:\n"
+                    "  stem: {block: conv, out: 8, kernel: 3, norm: layer2d, act: none}\n"
+                    "  pw1: {block: conv, out: 32, kernel: 1, norm: none, act: gelu}\n"
+                    "  pw2: {block: conv, out: 8, kernel: 1, norm: layer2d, act: none}\n"
+                    "  pool: global_pool\n  fc: {block: linear, out: 5}\n")
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    out = export(model, "onnx", tmp_path / "cn.onnx")
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    actual = onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
