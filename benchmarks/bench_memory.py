@@ -11,7 +11,6 @@ torch.cuda.max_memory_allocated. Prints a Markdown table; the error is (estimate
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16", "16"])
     args = parser.parse_args()
-    print(f"| net | input | batch | precision | estimate (MiB) | measured peak (MiB) | error |")
+    print("| net | input | batch | precision | estimate (MiB) | measured peak (MiB) | error |")
     print("|---|---|---:|---|---:|---:|---:|")
     errors = []
     for spec in args.nets:

@@ -342,7 +342,7 @@ def _inputs(spec: LocDict, shapes: dict, previous: str, path: str) -> list[str]:
         where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
         if name not in shapes:
             if name == path.rsplit(".", 1)[-1]:
-                raise ArchError(f"'from' refers to the node itself: the graph must be acyclic", where, path)
+                raise ArchError("'from' refers to the node itself: the graph must be acyclic", where, path)
             raise ArchError(f"'from' refers to '{name}', which is not a node defined before this one (nodes can "
                             f"only read earlier nodes; the graph must be acyclic){close_matches(name, shapes)}",
                             where, path)
