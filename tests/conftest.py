@@ -12,6 +12,8 @@ import io
 import logging
 import os
 import shlex
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,30 @@ def run_cli(*args: str, cwd: Path = ROOT) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+class TooSlow(BaseException):
+    """Raised by :func:`time_limit`; a BaseException so that no `except Exception` in the code swallows it."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Fail a call that hangs (a bomb that is not defused) instead of hanging the test suite: a hang
+    guard, not a speed test (it allows many times the normal time)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TooSlow(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def readme_args(command: str, root: Path) -> list[str]:
     """A README command's arguments (after ``python -m pipeline``), with ``runs/digits`` moved to ``root``."""
     return shlex.split(command.replace("runs/digits", str(root)))[3:]
@@ -92,3 +118,34 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+
+
+
+# Tests that share an expensive session or module fixture run in one xdist worker, so that it is built
+# once (under `--dist loadgroup`, pyproject's addopts): otherwise each worker that meets one of them
+# trains the main job or launches the DDP evaluation pair again (about 90 s of the suite).
+SHARED = ("digits_run", "ddp_runs")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        group = next((f for f in SHARED if f in getattr(item, "fixturenames", ())), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which sends the ids to the scheduler
+def pytest_collection_finish(session):
+    # xdist (3.8) groups by an "@group" suffix it writes into `item._nodeid`, which pytest 9.2 no
+    # longer reads (node ids moved to `_id`); where the suffix did not take, set it the new way
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # another pytest: grouping is only a saving, the tests run either way
+        return
+    for item in session.items:
+        marks = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        if marks and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(marks)}")

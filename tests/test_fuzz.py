@@ -15,18 +15,16 @@ derandomized (the same examples every time) and do not shrink, to stay within th
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import signal
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from conftest import TooSlow, time_limit
 from pipeline import ArchError, plan_model
 from pipeline.blocks import BLOCKS
 from pipeline.language.values import MAX_MAGNITUDE, Scope, resolve
@@ -130,29 +128,6 @@ SNIPPETS = st.sampled_from([
     "extends: nowhere.yaml", "output: nope", "input: [3, 0]", "blocks: {u: {nodes: {c: {block: u}}}}",
     "  z: {block: dense, layers: 1000000000, growth: 4}", "\x00", "\ufeff", "# comment", "'", '"',
 ])
-
-
-class TooSlow(BaseException):
-    """Raised by the timer; a BaseException so that no `except Exception` in the code swallows it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Turn a hang (a bomb that is not defused) into a failure."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TooSlow(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ---------------------------------------------------------------------------------------------

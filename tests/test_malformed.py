@@ -9,17 +9,15 @@ the command line), no traceback.
 """
 from __future__ import annotations
 
-import contextlib
-import signal
 import subprocess
 import sys
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from conftest import time_limit
 from pipeline import ArchError, plan_model
 from pipeline.cli import main, parse_shape, parse_vars
 
@@ -138,29 +136,6 @@ CASES = [
          args=["--input", "3,2,2"], id="cli_overrides-small-input"),
 ]
 CASE_BY_ID = {c.id: c.values for c in CASES}
-
-
-class TooSlow(BaseException):
-    """Raised by the timer; a BaseException so that no `except Exception` in the code swallows it."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Fail a call that hangs (a bomb that is not defused) instead of hanging the test suite."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TooSlow(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def overrides(args: tuple[str, ...]) -> dict:

@@ -145,9 +145,15 @@ class PointwiseConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def make_conv(nd: int, cin: int, cout: int, kernel: tuple[int, ...], stride: tuple[int, ...],
-              padding: tuple[int, ...], dilation: tuple[int, ...], groups: int, bias: bool) -> nn.Module:
-    """An N-d convolution; a 2-D pointwise one gets the channels-last matmul path above."""
+def make_conv(nd: int, cin: int, cout: int, kernel: Size, stride: Size, padding: Size | None, dilation: Size,
+              groups: int, bias: bool) -> nn.Module:
+    """An N-d convolution from a block's arguments (checked; ``padding`` None = 'same'-style); a 2-D
+    pointwise one gets the channels-last matmul path above."""
+    if cin % groups or cout % groups:
+        raise BlockError(f"groups={groups} must divide both input ({cin}) and output ({cout}) channels", arg="groups")
+    kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
+                                                                (dilation, "dilation")))
+    padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
     if nd == 2 and groups == 1 and all(v == (1, 1) for v in (kernel, stride, dilation)) and padding == (0, 0):
         return PointwiseConv2d(cin, cout, 1, bias=bias)
     return conv_layer(nd)(cin, cout, kernel, stride, padding, dilation, groups, bias=bias)
@@ -242,12 +248,6 @@ class ConvNormAct(Block):
                  padding: Size | None = None, dilation: Size = 1, groups: int = 1, norm: str = "batch",
                  act: str = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
-                             f"({out_channels}) channels", arg="groups")
-        kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
-                                                                    (dilation, "dilation")))
-        padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
         self.conv = make_conv(nd, in_channels, out_channels, kernel, stride, padding, dilation, groups,
                               bias=norm == "none" if bias is None else bias)
         self.norm = norm_layer(norm, out_channels, nd, norm_eps)
@@ -265,17 +265,12 @@ class NormActConv(Block):
                  padding: Size | None = None, dilation: Size = 1, groups: int = 1, norm: str = "batch",
                  act: str = "relu", bias: bool = False, norm_eps: float = 1e-5):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise BlockError(f"groups={groups} must divide both input ({in_channels}) and output "
-                             f"({out_channels}) channels", arg="groups")
-        kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
-                                                                    (dilation, "dilation")))
-        padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
+        conv = make_conv(nd, in_channels, out_channels, kernel, stride, padding, dilation, groups, bias=bias)
         self.norm = norm_layer(norm, in_channels, nd, norm_eps)
         # in place only after a real norm (a fresh tensor): without one, the input - which a
         # pre-activation unit also uses as its shortcut - would be overwritten
         self.act = act_layer(act, inplace=norm != "none")
-        self.conv = make_conv(nd, in_channels, out_channels, kernel, stride, padding, dilation, groups, bias=bias)
+        self.conv = conv  # registered after norm and act: state-dict order is the order they run in
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
