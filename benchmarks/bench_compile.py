@@ -3,9 +3,10 @@
 Part 1 (``--check``): every file of ``architectures/`` is traced by dynamo with ``fullgraph=True``
 (``backend="eager"``: the tracing, where graph breaks happen, without code generation) in train and
 eval mode, and the compiled outputs are compared with the eager ones. A graph break is an error
-under ``fullgraph=True``, so "ok" means one graph per mode. Each file is also exported to ONNX as
-the ``export`` command writes it and run by onnxruntime at another batch size than the export's
-(the batch axis is dynamic): "ok" when its logits are the eager model's (1e-4 of their scale).
+under ``fullgraph=True``, so "ok" means one graph per mode. Each file is also exported to ONNX at its
+own input size, as the ``export`` command writes it, and run by onnxruntime at another batch size than
+the export's (the batch axis is dynamic): "ok" when its logits are the eager model's (1e-4 of their
+scale).
 
 Part 2: training-step throughput (forward + backward + SGD step) of the compiled model (inductor,
 ``fullgraph=True``) against the same model eager, alternating A/B rounds after compilation, and
@@ -57,16 +58,19 @@ def logits(out):
     return out.logits if hasattr(out, "logits") else out
 
 
-def onnx_result(model: torch.nn.Module, x: torch.Tensor) -> str:
-    """Export ``model`` to ONNX and compare onnxruntime's logits with the eager model's."""
+def onnx_result(path: Path) -> str:
+    """Export the file's net at its own input size to ONNX, as the ``export`` command does, and compare
+    onnxruntime's logits (batch 2: the batch axis is dynamic) with the eager model's."""
     import onnxruntime
 
     from pipeline.export import export, inference_model
 
+    model = build_model(path)
+    x = torch.randn(2, *model.input_shape)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         want = logits(inference_model(model)(x))
-        path = export(model, "onnx", Path(tmp) / "net.onnx")
-        got = torch.from_numpy(onnxruntime.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0])
+        onnx_path = export(model, "onnx", Path(tmp) / "net.onnx")
+        got = torch.from_numpy(onnxruntime.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0])
     scale = want.abs().max().item()
     return "ok" if torch.allclose(got, want, rtol=1e-4, atol=1e-4 * scale) else f"differs by {(got - want).abs().max():.2g}"
 
@@ -95,7 +99,7 @@ def check_all(only: list[str] | None = None) -> int:
             except Exception as err:  # a graph break or any other failure is what this part reports
                 result[mode] = f"FAIL: {str(err).splitlines()[0][:80]}"
         try:
-            result["onnx"] = onnx_result(model, x)
+            result["onnx"] = onnx_result(path)
         except Exception as err:
             result["onnx"] = f"FAIL: {str(err).splitlines()[0][:80]}"
         failures += sum(r != "ok" for r in result.values())

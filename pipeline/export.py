@@ -1,6 +1,9 @@
 """Export the inference graph (eval mode, no auxiliary branches) to ONNX or TorchScript."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -37,12 +40,40 @@ def export(model: GraphNet, fmt: str, path: str | Path, batch: int = 1) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' deprecation notices are not the user's concern
         if fmt == "onnx":
-            # The TorchScript-based exporter needs no extra package (the dynamo one needs onnxscript).
-            torch.onnx.export(net, (example,), str(path), dynamo=False, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=17)
+            _onnx(net, example, path)
         elif fmt == "torchscript":
             torch.jit.save(torch.jit.trace(net, example), str(path))
         else:
             raise ArchError(f"unknown export format '{fmt}'; expected onnx or torchscript")
     return path
+
+
+@contextlib.contextmanager
+def _no_native_stdout():
+    """Hold back what C++ code writes to the process's stdout (the exporter dumps its whole graph there
+    when it fails): file descriptor 1 points at devnull meanwhile."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _onnx(net: GraphNet, example: torch.Tensor, path: Path) -> None:
+    # The TorchScript-based exporter needs no extra package (the dynamo one needs onnxscript).
+    try:
+        with _no_native_stdout():
+                torch.onnx.export(net, (example,), str(path), dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False, input_names=["input"], output_names=["logits"], opset_version=17)
+    except torch.onnx.errors.OnnxExporterError as err:  # an operator ONNX cannot express at this input
+        reason = str(err).splitlines()[0].split(". Please")[0].split("  [Caused")[0]
+        hint = ""
+        if "adaptive" in reason:
+            hint = ("; an adaptive pool exports only where its output size divides its input's: export at the "
+                    "file's own input size or a multiple of it")
+        shape = "x".join(map(str, example.shape[1:]))
+        raise ArchError(f"ONNX cannot express this net at input {shape}: {reason}{hint}") from None

@@ -22,7 +22,8 @@ GLOSSARY = {
     "padding": "zero padding per side; null = the size-keeping padding for the kernel and dilation",
     "dilation": "spacing of the kernel's taps (1 = a plain conv)",
     "groups": "grouped convolution: the channels are split into this many groups (input channels = depthwise)",
-    "norm": "the block's normalisation: batch, layer (over channels), instance, group, or none",
+    "norm": "the block's normalisation: batch, layer (each sample over all its values), layer2d (over the "
+            "channels at each position, as ConvNeXt), instance, group, or none",
     "norm_eps": "the norm's epsilon (TensorFlow-trained nets: 1e-3)",
     "act": "the block's activation (none = linear)",
     "bias": "give the conv a bias; null = only when there is no norm after it",
@@ -44,7 +45,8 @@ GLOSSARY = {
     "hidden": "hidden width in channels; overrides expand",
     "expand_divisor": "round in_channels x expand to a multiple of this (1 = to the nearest integer)",
     "act.kind": "the activation",
-    "norm.kind": "the normalisation (layer: over channels at each position)",
+    "norm.kind": "the normalisation (layer: each sample over all its values; layer2d: over the channels at each "
+                 "position)",
     "norm.groups": "number of groups of group norm (at most the channels)",
     "adaptive_pool.size": "output size",
     "adaptive_pool.kind": "average or max pooling",

@@ -87,3 +87,15 @@ def test_onnx_export_of_channel_layer_norm_and_pointwise_convs(tmp_path):
         expected = model(x).numpy()
     actual = onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_an_operator_onnx_cannot_express_is_one_line_and_exit_2(tmp_path, capfd):
+    # an adaptive pool to 3x3 from a 4x4 map: the exporter refuses (and dumps its graph on the native stdout)
+    spec = tmp_path / "ap.yaml"
+    spec.write_text("name: ap\ninput: [3, 4, 4]\nnodes:\n  a: {block: conv, out: 4}\n"
+                    "  p: {block: adaptive_pool, size: 3}\n  f: flatten\n  fc: {block: linear, out: 2}\n")
+    result = run_cli("export", str(spec), "--format", "onnx", "-o", str(tmp_path / "ap.onnx"))
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "ONNX cannot express this net at input 3x4x4" in err and "adaptive pool" in err
+    assert "graph" not in capfd.readouterr().out and not (tmp_path / "ap.onnx").exists()

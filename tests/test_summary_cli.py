@@ -75,3 +75,22 @@ def test_exit_status_and_a_located_line_without_traceback(tmp_path):
     err = proc.stderr.strip()
     assert err.startswith(f"{bad}:3:14: node 'a': unknown block 'covn' (did you mean 'conv'")
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_input_override_with_a_size_left_out_is_an_error_not_another_net():
+    result = run_cli("summary", str(ROOT / "architectures" / "resnet20_cifar.yaml"), "--input", "3,64")
+    err = result.stderr.strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "resnet_cifar.yaml:" in err and "has 2 sizes" in err and "give all 3 (C, H, W)" in err
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    # `python -m pipeline blocks | head -3`: the reader is gone before the output is written
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "blocks"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err

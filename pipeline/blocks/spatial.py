@@ -132,6 +132,8 @@ class ConvTranspose(Block):
     act). Output size: (in - 1) x stride - 2 x padding + dilation x (kernel - 1) + output_padding + 1.
 
     Args:
+        stride: upsampling factor (2 doubles the size); null = the kernel (taps that do not overlap).
+        padding: rows/columns cut from each side of the output (there is no size-keeping default).
         output_padding: extra rows/columns on one side of the output (to reach an odd size).
     """
 

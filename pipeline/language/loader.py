@@ -158,7 +158,14 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
         if "'\\t'" in problem:
             problem += " (indent with spaces: YAML does not allow a tab here)"
         if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
-            problem += " (inside {...} or [...], quote a value that contains [ ] { } or a comma: \"depths[0]\")"
+            opened = err.context_mark
+            if opened is not None and mark is not None and mark.line > opened.line:
+                # the bracket runs on into the next lines: most likely it was never closed
+                bracket = "{" if "'}'" in problem else "["
+                problem += f" (the '{bracket}' opened at line {opened.line + 1}, column {opened.column + 1} is not closed)"
+            else:
+                problem += (" (inside {...} or [...], quote a value that contains [ ] { } or a comma, "
+                            "e.g. \"depths[0]\")")
         loc = _loc(file, mark) if mark else Loc(file, 1, 1)
         raise ArchError(f"invalid YAML: {problem}", loc) from None
     except yaml.YAMLError as err:

@@ -461,6 +461,15 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     if not 1 <= len(shape) <= 4 or any(d <= 0 for d in shape):
         raise ArchError(f"'input' must be 1 to 4 positive sizes like [3, 224, 224], got {list(shape)}",
                         doc.loc_of("input"))
+    if input_shape is not None and "input" in doc:
+        # blocks work in any number of dimensions, so a size left out (3,64 for 3,64,64) would quietly
+        # build another net: a typo far more often than a wish, which `extends:` with a new input serves
+        declared = resolve(list(doc["input"]), list[int], file_scope, doc.loc_of("input"), "'input'")
+        if len(declared) != len(shape):
+            raise ArchError(f"the input shape given, {','.join(map(str, shape))}, has {len(shape)} sizes but the "
+                            f"file's 'input' {list(declared)} has {len(declared)}: give all {len(declared)} "
+                            f"({ {1: 'C', 2: 'C, L', 3: 'C, H, W', 4: 'C, D, H, W'}.get(len(declared), 'sizes')})",
+                            doc.loc_of("input"))
     if "nodes" not in doc:
         raise ArchError("the file needs 'nodes': a mapping of node name to node", doc.loc)
     if not isinstance(doc["nodes"], dict) or not doc["nodes"]:
