@@ -39,8 +39,7 @@ def _params(n: int) -> str:
 
 def _layer(module: nn.Module) -> str:
     """A one-line description of a torch layer: 'Conv2d 3x3 /2 64->128'."""
-    # torch's class name: our subclasses (a pointwise conv's faster path) are the same layer
-    name = next(c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+    name = type(module).__name__
     if isinstance(module, nn.modules.conv._ConvNd):
         kernel = "x".join(map(str, module.kernel_size))
         stride = f" /{module.stride[0]}" if max(module.stride) > 1 else ""

@@ -70,7 +70,7 @@ def test_readme_import_then_export_commands(tmp_path):
 
 def test_onnx_export_of_channel_layer_norm_and_pointwise_convs(tmp_path):
     # ConvNeXt's pattern: a channel layer norm moves channels last and back (once written with a
-    # negative dim that onnxruntime refused), and the 1x1 convs after it run as matrix products
+    # negative dim, which onnxruntime refused to load), with 1x1 convs after it
     from pipeline.export import export
 
     spec = tmp_path / "cn.yaml"

@@ -122,33 +122,3 @@ def test_googlenet_dropout_rates_are_variables(name, dropout, aux_dropout):
                                                     "aux2.drop.drop": aux_dropout}
     assert rates(build_model(path, classes=10, dropout=0.5, aux_dropout=0.1)) == {
         "drop.drop": 0.5, "aux1.drop.drop": 0.1, "aux2.drop.drop": 0.1}
-
-
-def test_pointwise_conv_after_a_channel_norm_is_the_same_conv_computed_as_a_matmul(monkeypatch):
-    # a channel layer norm leaves its output laid out channels-last; the 1x1 conv that follows
-    # (ConvNeXt's MLP) then runs as a matrix product over channels: same values, gradients and keys
-    block = BLOCKS["conv"]((8, 5, 6), out=12, kernel=1, norm="none", act="none", bias=True)
-    conv = block.conv
-    assert isinstance(conv, nn.Conv2d) and list(block.state_dict()) == ["conv.weight", "conv.bias"]
-    for not_pointwise in ({"kernel": 3}, {"kernel": 1, "stride": 2}, {"kernel": 1, "groups": 2}):
-        assert type(BLOCKS["conv"]((8, 5, 6), out=12, **not_pointwise).conv) is nn.Conv2d
-    normed = BLOCKS["norm"]((8, 5, 6), kind="layer2d")(torch.randn(3, 8, 5, 6))
-    assert not normed.is_contiguous() and normed.is_contiguous(memory_format=torch.channels_last)
-    for x in (normed.detach(), torch.randn(3, 8, 5, 6)):
-        x.requires_grad_()
-        out = block(x)
-        grads = torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias))
-        x_ref = x.detach().clone().requires_grad_()
-        ref = F.conv2d(x_ref, conv.weight, conv.bias)
-        expected = torch.autograd.grad(ref.square().sum(), (x_ref, conv.weight, conv.bias))
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-        for got, want in zip(grads, expected):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-
-    def no_convolution(*args):
-        raise AssertionError("the convolution kernel ran")
-
-    monkeypatch.setattr(nn.Conv2d, "_conv_forward", no_convolution)
-    assert block(normed).shape == (3, 12, 5, 6)  # the matmul path
-    with pytest.raises(AssertionError, match="kernel ran"):
-        block(torch.randn(3, 8, 5, 6))  # an ordinary NCHW input keeps the convolution

@@ -132,30 +132,14 @@ def channels_to_front(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 conv (stride 1, no padding, one group). On a CPU tensor laid out channels-last (as a
-    channel layer norm leaves it) it runs as a matrix product over the channels, as torchvision's
-    ConvNeXt writes its MLP with Linear layers: 10-15% faster than oneDNN's 1x1 convolution there
-    (docs/BENCHMARKS.md). Same weights, same keys; elsewhere it is an ordinary Conv2d."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.ndim == 4 and not x.is_contiguous()
-                and x.is_contiguous(memory_format=torch.channels_last)):
-            return channels_to_front(F.linear(channels_to_last(x), self.weight.flatten(1), self.bias))
-        return super().forward(x)
-
-
 def make_conv(nd: int, cin: int, cout: int, kernel: Size, stride: Size, padding: Size | None, dilation: Size,
               groups: int, bias: bool) -> nn.Module:
-    """An N-d convolution from a block's arguments (checked; ``padding`` None = 'same'-style); a 2-D
-    pointwise one gets the channels-last matmul path above."""
+    """An N-d convolution from a block's arguments (checked; ``padding`` None = 'same'-style)."""
     if cin % groups or cout % groups:
         raise BlockError(f"groups={groups} must divide both input ({cin}) and output ({cout}) channels", arg="groups")
     kernel, stride, dilation = (per_dim(v, nd, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
                                                                 (dilation, "dilation")))
     padding = same_padding(kernel, dilation) if padding is None else per_dim(padding, nd, "padding", 0)
-    if nd == 2 and groups == 1 and all(v == (1, 1) for v in (kernel, stride, dilation)) and padding == (0, 0):
-        return PointwiseConv2d(cin, cout, 1, bias=bias)
     return conv_layer(nd)(cin, cout, kernel, stride, padding, dilation, groups, bias=bias)
 
 
