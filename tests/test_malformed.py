@@ -108,6 +108,7 @@ CASES = [
     case("missing_nodes.yaml", 1, 1, ["needs 'nodes'"]),
     case("unknown_top_key.yaml", 2, 1, ["unknown key 'node'", "did you mean 'nodes'"]),
     case("bad_input.yaml", 1, 8, ["'input' must be", "positive", "[3, 0, -4]"]),
+    case("norm_momentum_range.yaml", 3, 16, ["'norm_momentum' must be in (0, 1]", "1.5"]),
     # auxiliary outputs and repeat
     case("negative_aux.yaml", 5, 35, ["loss weight must be positive", "-0.3"], "head"),
     case("nested_aux.yaml", 6, 31, ["'aux'", "top-level"], "u.p"),

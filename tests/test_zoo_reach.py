@@ -230,3 +230,15 @@ def test_repeat_zero_leaves_a_node_out():
         keep = model.keep
         assert torch.equal(keep.proj(x), x)  # the left-out node passes its input on
         assert model(x).shape == (1, 16, 4, 4)
+
+
+def test_mnasnet_batch_norms_keep_torchvisions_momentum():
+    # a model-wide `norm_momentum:` (TensorFlow's decay 0.9997 in the reference); other files keep PyTorch's 0.1
+    import torchvision
+
+    def momenta(model):
+        return [m.momentum for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    ours, theirs = momenta(build_model(ARCH / "mnasnet1_0.yaml")), momenta(torchvision.models.mnasnet1_0())
+    assert len(ours) == len(theirs) == 52 and ours == pytest.approx(theirs, rel=1e-9)
+    assert set(momenta(build_model(ARCH / "mobilenet_v2.yaml", input_shape=(3, 32, 32)))) == {0.1}

@@ -11,7 +11,8 @@ from ..errors import ArchError, Loc
 from .loader import LocDict, load_yaml_file, load_yaml_text
 from .values import close_matches, describe
 
-TOP_KEYS = ("name", "description", "extends", "input", "vars", "defaults", "blocks", "nodes", "output", "init")
+TOP_KEYS = ("name", "description", "extends", "input", "vars", "defaults", "blocks", "nodes", "output", "init",
+            "norm_momentum")
 MAX_EXTENDS = 16
 
 

@@ -47,6 +47,10 @@ def materialize(plan: ModelPlan) -> GraphNet:
     for module in model.modules():  # block-specific init last (e.g. zero-init of residual branches)
         if isinstance(module, Block):
             module.init_weights()
+    if plan.norm_momentum is not None:  # a training setting of the whole net, like init: no block needs it
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = plan.norm_momentum
     return model
 
 

@@ -84,6 +84,7 @@ class ModelPlan(GraphPlan):
     aux: dict[str, float] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
     init: str = "default"
+    norm_momentum: float | None = None  # of every batch norm's running statistics; None = PyTorch's 0.1
 
     @property
     def inference_macs(self) -> int:
@@ -481,10 +482,15 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     init = resolve(doc.get("init", "default"), str, file_scope, doc.loc_of("init"), "'init'")
     if init not in INIT_SCHEMES:
         raise ArchError(f"unknown init scheme '{init}'{close_matches(init, INIT_SCHEMES)}", doc.loc_of("init"))
+    momentum = resolve(doc.get("norm_momentum"), float | None, file_scope, doc.loc_of("norm_momentum"),
+                       "'norm_momentum'")
+    if momentum is not None and not 0 < momentum <= 1:
+        raise ArchError(f"'norm_momentum' must be in (0, 1] (PyTorch's default is 0.1), got {momentum}",
+                        doc.loc_of("norm_momentum"))
     shown_vars = {name: _show(file_scope, name) for name in raw_vars}
     return ModelPlan(graph.nodes, graph.output, shape, graph.out_shape, name=str(doc.get("name", Path(file).stem)),
                      source=file, aux={p.name: p.aux for p in graph.nodes if p.aux is not None}, vars=shown_vars,
-                     init=init)
+                     init=init, norm_momentum=momentum)
 
 
 def _show(scope: Scope, name: str) -> Any:
