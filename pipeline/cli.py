@@ -60,6 +60,21 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def plan_with_input(file: str, input_text: str | None, var: list[str] | None):
+    """Plan ``file`` with ``--input`` and ``--var``. Blocks work in any number of dimensions, so an
+    ``--input`` with a size left out (3,64 for 3,64,64) would quietly plan another net: refused."""
+    from .language import plan_model
+
+    shape = parse_shape(input_text)
+    plan = plan_model(file, shape, **parse_vars(var))
+    declared = plan.file_input
+    if shape is not None and declared is not None and len(declared) != len(shape):
+        names = {1: "C", 2: "C,L", 3: "C,H,W", 4: "C,D,H,W"}.get(len(declared), "")
+        raise UsageError(f"--input {input_text} has {len(shape)} sizes but {file}'s input {list(declared)} has "
+                         f"{len(declared)}: give all {len(declared)} ({names})")
+    return plan
+
+
 def _add_var(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--var", action="append", metavar="NAME=VALUE", help="override a variable (repeatable)")
 
@@ -90,10 +105,9 @@ def summary(argv: list[str]) -> int:
     if args.batch <= 0:
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
     from .analysis import analyse
-    from .language import plan_model
     from .summary import as_json, table
 
-    plan = plan_model(args.file, parse_shape(args.input), **parse_vars(args.var))
+    plan = plan_with_input(args.file, args.input, args.var)
     if args.depth < 1:
         raise UsageError(f"--depth must be at least 1, got {args.depth}")
     if args.expand:
@@ -199,9 +213,9 @@ def export(argv: list[str]) -> int:
     writable_file(args.output, "-o")
     from .convert import ConversionError, load_converted, load_state_file
     from .export import export as write, net_weights
-    from .language import build_model
+    from .language.graph import materialize
 
-    model = build_model(args.arch, parse_shape(args.input), **parse_vars(args.var))
+    model = materialize(plan_with_input(args.arch, args.input, args.var))
     what = "random weights"
     if args.weights:
         try:

@@ -52,8 +52,14 @@ def export(model: GraphNet, fmt: str, path: str | Path, batch: int = 1) -> Path:
 def _no_native_stdout():
     """Hold back what C++ code writes to the process's stdout (the exporter dumps its whole graph there
     when it fails): file descriptor 1 points at devnull meanwhile."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all (started with stdout closed): nothing to hold back
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     try:
         yield
@@ -67,9 +73,10 @@ def _onnx(net: GraphNet, example: torch.Tensor, path: Path) -> None:
     # The TorchScript-based exporter needs no extra package (the dynamo one needs onnxscript).
     try:
         with _no_native_stdout():
-                torch.onnx.export(net, (example,), str(path), dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            torch.onnx.export(net, (example,), str(path), dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False, input_names=["input"], output_names=["logits"], opset_version=17)
-    except torch.onnx.errors.OnnxExporterError as err:  # an operator ONNX cannot express at this input
+    except (torch.onnx.errors.UnsupportedOperatorError, torch.onnx.errors.SymbolicValueError) as err:
+        # an operator (or an operator's arguments) ONNX cannot express at this input
         reason = str(err).splitlines()[0].split(". Please")[0].split("  [Caused")[0]
         hint = ""
         if "adaptive" in reason:

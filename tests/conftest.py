@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shlex
+import shutil
 import signal
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,34 +121,59 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+    elif config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+        # the controller, before it starts the workers (they inherit this): where they write the groups
+        os.environ[GROUPS] = str(Path(tempfile.mkdtemp(prefix="pytest-groups-")) / "groups.json")
 
 
-
-# Tests that share an expensive session or module fixture run in one xdist worker, so that it is built
-# once (under `--dist loadgroup`, pyproject's addopts): otherwise each worker that meets one of them
-# trains the main job or launches the DDP evaluation pair again (about 90 s of the suite).
-SHARED = ("digits_run", "ddp_runs")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    for item in items:
-        group = next((f for f in SHARED if f in getattr(item, "fixturenames", ())), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+# Tests that share an expensive fixture run in one xdist worker, so that it is built once: otherwise
+# each worker that meets one of them trains the main job or launches the DDP evaluation pair again
+# (about 90 s of the suite). A worker writes which tests share what (it collects; the controller only
+# sees node ids) and the controller's scheduler, a load-scope one, keeps each group together and
+# spreads every other test singly. Node ids stay as they are (--lf and pasted ids keep working).
+SESSION_SHARED = ("digits_run",)  # one group across modules
+MODULE_SHARED = ("run", "ddp_runs")  # one group per module that defines them
+GROUPS = "PIPELINE_TEST_GROUPS"  # environment variable: the file that carries the groups
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which sends the ids to the scheduler
-def pytest_collection_finish(session):
-    # xdist (3.8) groups by an "@group" suffix it writes into `item._nodeid`, which pytest 9.2 no
-    # longer reads (node ids moved to `_id`); where the suffix did not take, set it the new way
-    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
-        return
-    try:
-        from _pytest.nodeid import coerce_node_id
-    except ImportError:  # another pytest: grouping is only a saving, the tests run either way
-        return
-    for item in session.items:
-        marks = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
-        if marks and "@" not in item.nodeid and hasattr(item, "_id"):
-            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(marks)}")
+def _group(item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    for name in SESSION_SHARED:
+        if name in names:
+            return name
+    if any(name in names for name in MODULE_SHARED):
+        return f"{item.path.name}:shared"
+    return None
+
+
+def pytest_unconfigure(config):
+    path = os.environ.get(GROUPS)
+    if path and not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller made it
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)  # after deselection: the ids the scheduler will get
+def pytest_collection_modifyitems(config, items):
+    path = os.environ.get(GROUPS)
+    if path and getattr(config, "workerinput", {}).get("workerid") == "gw0":  # every worker collects the same
+        groups = {item.nodeid: g for item in items if (g := _group(item))}
+        Path(path + ".tmp").write_text(json.dumps(groups))
+        os.replace(path + ".tmp", path)  # whole before gw0 reports its collection
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":  # xdist's default with -n; another --dist asked for is kept
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # scheduling starts once every worker has reported its collection
+                path = os.environ.get(GROUPS)
+                self.groups = json.loads(Path(path).read_text()) if path and os.path.exists(path) else {}
+            return self.groups.get(nodeid, nodeid)
+
+    return SharedFixtureScheduling(config, log)

@@ -77,20 +77,43 @@ def test_exit_status_and_a_located_line_without_traceback(tmp_path):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_an_input_override_with_a_size_left_out_is_an_error_not_another_net():
-    result = run_cli("summary", str(ROOT / "architectures" / "resnet20_cifar.yaml"), "--input", "3,64")
-    err = result.stderr.strip()
-    assert result.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert "resnet_cifar.yaml:" in err and "has 2 sizes" in err and "give all 3 (C, H, W)" in err
+def test_an_input_override_with_a_size_left_out_is_an_error_not_another_net(tmp_path):
+    for command in ("summary", "export"):
+        extra = ["--format", "onnx", "-o", str(tmp_path / "n.onnx")] if command == "export" else []
+        result = run_cli(command, str(ROOT / "architectures" / "resnet20_cifar.yaml"), "--input", "3,64", *extra)
+        err = result.stderr.strip()
+        assert result.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "--input 3,64 has 2 sizes" in err and "resnet20_cifar.yaml's input [3, 32, 32]" in err
+        assert "give all 3 (C,H,W)" in err
+    # the file's input written through a variable; the library (a datamodule's shape) may change the rank
+    spec = tmp_path / "v.yaml"
+    spec.write_text("name: v\nvars: {shape: [3, 8, 8]}\ninput: shape\nnodes:\n  a: {block: conv, out: 4}\n")
+    assert run_cli("summary", str(spec), "--input", "3,16,16").returncode == 0
+    assert "--input 3,16 has 2 sizes" in run_cli("summary", str(spec), "--input", "3,16").stderr
+    assert plan_model(LENET, (1, 256)).out_shape == (10,)
 
 
-def test_output_into_a_closed_pipe_stops_quietly():
-    # `python -m pipeline blocks | head -3`: the reader is gone before the output is written
+@pytest.mark.parametrize("command", [["blocks"], ["summary", "--help"]])
+def test_output_into_a_closed_pipe_stops_quietly(command):
+    # `python -m pipeline blocks | head -3`: the reader is gone before the output is written; buffered
+    # output (no PYTHONUNBUFFERED) so that --help's exit path meets the closed pipe at the final flush
+    import os
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "blocks"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *command], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and err == "", err
+
+
+def test_a_closed_stdout_is_not_an_error():
+    # started with stdout closed (`>&-`, as some schedulers do): the table goes nowhere, exit 0
+    import subprocess
+    import sys
+
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m pipeline summary '{LENET}' >&-"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -242,3 +242,4 @@ def test_mnasnet_batch_norms_keep_torchvisions_momentum():
     ours, theirs = momenta(build_model(ARCH / "mnasnet1_0.yaml")), momenta(torchvision.models.mnasnet1_0())
     assert len(ours) == len(theirs) == 52 and ours == pytest.approx(theirs, rel=1e-9)
     assert set(momenta(build_model(ARCH / "mobilenet_v2.yaml", input_shape=(3, 32, 32)))) == {0.1}
+    assert set(momenta(build_model(ARCH / "mnasnet1_0.yaml", bn_momentum=0.1))) == {0.1}  # the README's short-run form

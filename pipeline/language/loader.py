@@ -159,10 +159,11 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
             problem += " (indent with spaces: YAML does not allow a tab here)"
         if "expected ',' or '}'" in problem or "expected ',' or ']'" in problem:
             opened = err.context_mark
-            if opened is not None and mark is not None and mark.line > opened.line:
-                # the bracket runs on into the next lines: most likely it was never closed
+            if opened is not None and ("got ':'" in problem or "<stream end>" in problem):
+                # a new key (or the end) where an entry should have ended: a comma or the bracket is missing
                 bracket = "{" if "'}'" in problem else "["
-                problem += f" (the '{bracket}' opened at line {opened.line + 1}, column {opened.column + 1} is not closed)"
+                problem += (f" (a ',' between entries, or the closing bracket of the '{bracket}' opened at line "
+                            f"{opened.line + 1}, column {opened.column + 1}, is missing)")
             else:
                 problem += (" (inside {...} or [...], quote a value that contains [ ] { } or a comma, "
                             "e.g. \"depths[0]\")")

@@ -85,6 +85,7 @@ class ModelPlan(GraphPlan):
     vars: dict[str, Any] = field(default_factory=dict)
     init: str = "default"
     norm_momentum: float | None = None  # of every batch norm's running statistics; None = PyTorch's 0.1
+    file_input: tuple[int, ...] | None = None  # the file's own 'input' (in_shape may be an override)
 
     @property
     def inference_macs(self) -> int:
@@ -462,15 +463,7 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     if not 1 <= len(shape) <= 4 or any(d <= 0 for d in shape):
         raise ArchError(f"'input' must be 1 to 4 positive sizes like [3, 224, 224], got {list(shape)}",
                         doc.loc_of("input"))
-    if input_shape is not None and "input" in doc:
-        # blocks work in any number of dimensions, so a size left out (3,64 for 3,64,64) would quietly
-        # build another net: a typo far more often than a wish, which `extends:` with a new input serves
-        declared = resolve(list(doc["input"]), list[int], file_scope, doc.loc_of("input"), "'input'")
-        if len(declared) != len(shape):
-            raise ArchError(f"the input shape given, {','.join(map(str, shape))}, has {len(shape)} sizes but the "
-                            f"file's 'input' {list(declared)} has {len(declared)}: give all {len(declared)} "
-                            f"({ {1: 'C', 2: 'C, L', 3: 'C, H, W', 4: 'C, D, H, W'}.get(len(declared), 'sizes')})",
-                            doc.loc_of("input"))
+    file_input = shape if input_shape is None else _file_input(doc, file_scope)
     if "nodes" not in doc:
         raise ArchError("the file needs 'nodes': a mapping of node name to node", doc.loc)
     if not isinstance(doc["nodes"], dict) or not doc["nodes"]:
@@ -490,7 +483,17 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     shown_vars = {name: _show(file_scope, name) for name in raw_vars}
     return ModelPlan(graph.nodes, graph.output, shape, graph.out_shape, name=str(doc.get("name", Path(file).stem)),
                      source=file, aux={p.name: p.aux for p in graph.nodes if p.aux is not None}, vars=shown_vars,
-                     init=init, norm_momentum=momentum)
+                     init=init, norm_momentum=momentum, file_input=file_input)
+
+
+def _file_input(doc: LocDict, scope: Scope) -> tuple[int, ...] | None:
+    """The file's own input shape where an override replaced it (None if it has none that resolves)."""
+    if "input" not in doc:
+        return None
+    try:
+        return tuple(resolve(doc["input"], list[int], scope, doc.loc_of("input"), "'input'"))
+    except ArchError:
+        return None
 
 
 def _show(scope: Scope, name: str) -> Any:
