@@ -192,7 +192,7 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
                  "anyOf": [{"enum": sorted(INIT_SCHEMES)}, REFERENCE], "default": "default"},
         "norm_momentum": {"description": "momentum of every batch norm's running statistics (null: PyTorch's 0.1)",
                           "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "null"},
-                                    REFERENCE], "default": None},
+                                    EXPRESSION], "default": None},
     }
     top.update({k: {} for k in TOP_KEYS if k not in top})
     return {
