@@ -75,6 +75,44 @@ def test_aux_zero_in_the_file_or_a_variable_switches_the_head_off(two_heads):
     assert set(net(torch.randn(2, 3, 8, 8)).aux) == {"aux1", "aux2"}
 
 
+def test_a_head_switched_off_and_on_again_trains_again(two_heads):
+    # the file's weight 0 switches aux2 off; --model.aux_weights switches it on again
+    text = Path(two_heads).read_text().replace("w2: 0.3", "w2: 0")
+    Path(two_heads).write_text(text)
+    model = ClassifierModule(two_heads, num_classes=4, aux_weights={"aux2": 0.5})
+    assert all(p.requires_grad for p in model.net.parameters())
+    before = model.net.side.conv.weight.detach().clone()
+    trainer = L.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0)
+    trainer.fit(model, SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=16, batch_size=8))
+    assert not torch.equal(before, model.net.side.conv.weight)  # the head's own branch trained
+
+
+def test_switching_a_head_back_on_keeps_what_the_user_froze(two_heads):
+    model = ClassifierModule(two_heads, num_classes=4, aux_weights={"aux2": 0.0}, freeze_until="side")
+    net = model.net
+    net.set_aux_weights({"aux2": 0.4})
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in net.named_parameters() if n.startswith(("stem", "body", "side"))}
+    net.set_aux_weights({"aux2": 0.0})
+    net.set_aux_weights({"aux1": 0.0})
+    assert not any(p.requires_grad for n, p in net.named_parameters() if n.startswith(("stem", "side")))
+    net.set_aux_weights({"aux1": 0.3, "aux2": 0.3})
+    assert {n for n, p in net.named_parameters() if not p.requires_grad} == frozen
+
+
+def test_the_optimizer_holds_a_switched_off_heads_weights(two_heads):
+    """Checkpoints resume under other aux weights: the optimizer's groups do not depend on them."""
+    def optimizer_sizes(weights):
+        model = ClassifierModule(two_heads, num_classes=4, aux_weights=weights)
+        model.trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False)
+        optimizer = model.configure_optimizers()
+        optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+        return [len(g["params"]) for g in optimizer.param_groups]
+
+    assert optimizer_sizes({"aux2": 0.0}) == optimizer_sizes({"aux2": 0.3})
+
+
 def test_readme_aux_switch_command(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     rc = main([*shlex.split(AUX_OFF)[3:], "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path),

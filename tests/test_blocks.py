@@ -19,6 +19,25 @@ def test_zero_init_makes_a_residual_block_start_as_relu_of_its_shortcut():
         assert torch.allclose(block(x), torch.relu(x))
 
 
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "layer2d", "instance"])
+def test_zero_init_zeroes_the_last_scale_of_any_norm(norm):
+    for block in (Basic((8, 6, 6), out=8, zero_init=True, norm=norm),
+                  Bottleneck((16, 6, 6), out=16, zero_init=True, norm=norm)):
+        block.init_weights()
+        assert not block.last_norm().weight.any(), norm
+        x = torch.randn(2, block.last_norm().weight.numel(), 6, 6)
+        assert torch.allclose(block.train()(x), torch.relu(x)), norm  # starts as relu(shortcut)
+
+
+def test_zero_init_without_a_norm_is_refused_where_it_is_written(tmp_path):
+    arch = tmp_path / "net.yaml"
+    arch.write_text("input: [3, 8, 8]\nnodes:\n  stem: {block: conv, out: 8}\n"
+                    "  res: {block: basic, out: 8, norm: none, zero_init: true}\n")
+    with pytest.raises(ArchError) as err:
+        build_model(str(arch))
+    assert "net.yaml:4" in str(err.value) and "res" in str(err.value) and "zero_init" in str(err.value)
+
+
 def test_pad_shortcut_has_no_parameters_and_zero_pads_new_channels():
     block = Basic((4, 8, 8), out=8, stride=2, shortcut="pad")
     conv_params = sum(p.numel() for n, p in block.named_parameters() if not n.startswith("shortcut"))

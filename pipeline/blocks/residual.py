@@ -80,12 +80,19 @@ class _Residual(Block):
         identity = x if self.shortcut is None else self.shortcut(x)
         return self.act(drop_path(self.residual(x), self.drop_path, self.training) + identity)
 
+    def set_zero_init(self, zero_init: bool) -> None:
+        """Refused at plan time when the last norm has no scale to zero (``norm: none``)."""
+        if zero_init and not isinstance(getattr(self.last_norm(), "weight", None), nn.Parameter):
+            raise BlockError("'zero_init' zeroes the last norm's scale, and norm 'none' has none: "
+                             "give a norm, or leave zero_init false", arg="zero_init")
+        self.zero_init = zero_init
+
     def init_weights(self) -> None:
-        # Zero the last norm's scale so each block starts as the identity: very deep nets then train
-        # like shallow ones at first (Goyal et al., 2017, "Accurate, Large Minibatch SGD").
-        norm = self.last_norm()
-        if self.zero_init and isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.zeros_(norm.weight)
+        # Zero the last norm's scale, whatever the norm (batch, group, layer, instance), so each block
+        # starts as the identity: very deep nets then train like shallow ones at first (Goyal et al.,
+        # 2017, "Accurate, Large Minibatch SGD").
+        if self.zero_init:
+            nn.init.zeros_(self.last_norm().weight)
 
 
 @register("basic")
@@ -104,7 +111,8 @@ class Basic(_Residual):
         self.se = _se(se, out, in_shape)
         self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
         self.act = act_layer(act)
-        self.zero_init, self.drop_path = zero_init, check_rate(drop_path, "drop_path")
+        self.set_zero_init(zero_init)
+        self.drop_path = check_rate(drop_path, "drop_path")
 
     def last_norm(self) -> nn.Module:
         return self.conv2.norm
@@ -136,7 +144,8 @@ class Bottleneck(_Residual):
         self.se = _se(se, out, in_shape)
         self.shortcut = make_shortcut(shortcut, in_shape, out, stride, norm)
         self.act = act_layer(act)
-        self.zero_init, self.drop_path = zero_init, check_rate(drop_path, "drop_path")
+        self.set_zero_init(zero_init)
+        self.drop_path = check_rate(drop_path, "drop_path")
 
     def last_norm(self) -> nn.Module:
         return self.conv3.norm

@@ -66,9 +66,9 @@ class Graph(nn.Module):
         super().__init__()
         for name, module, _, _ in nodes:
             self.add_module(name, module)
-        self.order = [(name, inputs, merges) for name, _, inputs, merges in nodes]
-        self.output = output
-        self.steps = schedule(self.order, (output,))
+        self._order = [(name, inputs, merges) for name, _, inputs, merges in nodes]
+        self._output = output
+        self._steps = schedule(self._order, (output,))
 
     def run(self, x: torch.Tensor, steps: tuple[Step, ...]) -> dict[str, torch.Tensor]:
         values = {"input": x}
@@ -83,7 +83,7 @@ class Graph(nn.Module):
         return values
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x, self.steps)[self.output]
+        return self.run(x, self._steps)[self._output]
 
 
 class GraphNet(Graph):
@@ -102,6 +102,8 @@ class GraphNet(Graph):
         self.arch_name = name
         self.source = source
         self.aux_weights = {head: float(weight) for head, weight in aux_weights.items()}  # 0 = switched off
+        self._aux_frozen: set[str] = set()  # parameters frozen because only a switched-off head uses them
+        self._held: set[str] = set()  # parameters frozen by the user (freeze_nodes): never unfrozen here
         self._schedule_training()
 
     def set_aux_weights(self, weights: dict[str, float]) -> None:
@@ -115,29 +117,51 @@ class GraphNet(Graph):
         self.aux_weights.update({head: float(weight) for head, weight in weights.items()})
         self._schedule_training()
 
+    # attributes set on instances: node names must differ from them (language/plan.py refuses them);
+    # the graph's own bookkeeping is private (_order, _output, ...) so that 'output' or 'order' can name a node
+    INSTANCE_ATTRIBUTES = ("input_shape", "arch_name", "source", "aux_weights", "training")
+
+    def switched_off_parameters(self) -> set[str]:
+        """Names of the parameters frozen because only switched-off heads use them."""
+        return set(self._aux_frozen)
+
+    def freeze_nodes(self, names: list[str]) -> None:
+        """Freeze these nodes' parameters for good (transfer learning): switching a head on again
+        leaves them frozen."""
+        for name in names:
+            for key, parameter in self._modules[name].named_parameters(prefix=name):
+                parameter.requires_grad_(False)
+                self._held.add(key)
+
     def _schedule_training(self) -> None:
         # a head of weight 0 is not computed in training, and the weights only it uses are frozen:
-        # an unused parameter would stall DDP, which waits for every gradient
+        # an unused parameter would stall DDP, which waits for every gradient. Switched on again, a
+        # head's weights train again (those the user froze stay frozen).
         active = tuple(head for head, weight in self.aux_weights.items() if weight > 0)
-        self.train_steps = schedule(self.order, (self.output, *active))
-        used = {s.name for s in self.train_steps}
-        for step in schedule(self.order, (self.output, *self.aux_weights)):
-            if step.name not in used:
-                self._modules[step.name].requires_grad_(False)
+        self._train_steps = schedule(self._order, (self._output, *active))
+        used = {s.name for s in self._train_steps}
+        for step in schedule(self._order, (self._output, *self.aux_weights)):
+            for key, parameter in self._modules[step.name].named_parameters(prefix=step.name):
+                if step.name not in used and parameter.requires_grad:
+                    parameter.requires_grad_(False)
+                    self._aux_frozen.add(key)
+                elif step.name in used and key in self._aux_frozen:
+                    self._aux_frozen.discard(key)
+                    parameter.requires_grad_(key not in self._held)
 
     def forward(self, x: torch.Tensor):
         active = {name: weight for name, weight in self.aux_weights.items() if weight > 0}
         if not (self.training and active):
-            return self.run(x, self.steps)[self.output]
-        values = self.run(x, self.train_steps)
+            return self.run(x, self._steps)[self._output]
+        values = self.run(x, self._train_steps)
         aux = {name: AuxOutput(weight, values[name]) for name, weight in active.items()}
-        return TrainOutput(values[self.output], aux)
+        return TrainOutput(values[self._output], aux)
 
     def node_names(self) -> list[str]:
-        return [name for name, _, _ in self.order]
+        return [name for name, _, _ in self._order]
 
     def without_aux(self) -> "GraphNet":
         """A copy-free view for export: the same modules minus auxiliary-only nodes."""
-        needed = {s.name for s in self.steps}
-        nodes = [(n, self._modules[n], i, m) for n, i, m in self.order if n in needed]
-        return GraphNet(nodes, self.output, {}, self.input_shape, self.arch_name, self.source).train(self.training)
+        needed = {s.name for s in self._steps}
+        nodes = [(n, self._modules[n], i, m) for n, i, m in self._order if n in needed]
+        return GraphNet(nodes, self._output, {}, self.input_shape, self.arch_name, self.source).train(self.training)

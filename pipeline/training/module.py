@@ -160,10 +160,9 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         names = self.net.node_names()
         if until not in names:
             raise ArchError(f"freeze_until: no node '{until}' in {self.hparams.arch}{close_matches(until, names)}")
-        frozen = [getattr(self.net, n) for n in names[: names.index(until) + 1]]
-        for module in frozen:
-            module.requires_grad_(False)
-        return frozen
+        chosen = names[: names.index(until) + 1]
+        self.net.freeze_nodes(chosen)
+        return [getattr(self.net, n) for n in chosen]
 
     def on_train_epoch_start(self) -> None:
         for module in self.frozen:  # frozen batch-norm keeps its (pretrained) statistics
@@ -230,7 +229,10 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.scaled_optimizer_config()
-        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        switched_off = self.net.switched_off_parameters()
+        # a switched-off head's weights too (no gradient: the optimizer skips them), so that the
+        # optimizer's groups, hence checkpoints, do not depend on the heads' weights
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad or n in switched_off]
         scale = self.hparams.pretrained_lr_scale
         if self.pretrained and scale != 1.0:
             groups = param_groups([(n, p) for n, p in named if n in self.pretrained], cfg, scale) + \

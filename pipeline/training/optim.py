@@ -80,8 +80,8 @@ def scaled_lr(cfg: OptimizerConfig, global_batch: int) -> float:
 
 def param_groups(named: list[tuple[str, nn.Parameter]], cfg: OptimizerConfig, lr_scale: float = 1.0) -> list[dict]:
     """Split parameters into decayed and non-decayed groups (1-D tensors are norms and biases)."""
-    decay = [p for n, p in named if p.requires_grad and not (cfg.no_decay_norm_bias and p.ndim <= 1)]
-    no_decay = [p for n, p in named if p.requires_grad and cfg.no_decay_norm_bias and p.ndim <= 1]
+    decay = [p for n, p in named if not (cfg.no_decay_norm_bias and p.ndim <= 1)]
+    no_decay = [p for n, p in named if cfg.no_decay_norm_bias and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr * lr_scale}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * lr_scale})
