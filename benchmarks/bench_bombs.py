@@ -103,7 +103,7 @@ def main() -> None:
                 (f"fit --data.verify true, {label}",
                  ["fit", *base, "--data.root", str(folder), "--data.verify", "true", *root]),
             ]
-        ckpt = tmp / "run_clean" / "checkpoints" / "last.ckpt"
+        ckpt = tmp / "run_clean" / "version_0" / "checkpoints" / "last.ckpt"
         for label, folder in (("without bombs", clean), ("with bombs", bombs)):
             cases.append((f"predict --data.skip_bad true, {label}",
                           ["predict", *base, "--data.root", str(clean), "--data.predict_root", str(folder),

@@ -260,14 +260,14 @@ def test_fit_through_the_cli_on_an_image_folder(folder, tmp_path):
     arch = tmp_path / "net.yaml"
     arch.write_text("input: [3, 16, 16]\nvars: {classes: 10}\nnodes:\n  c: {block: conv, out: 8}\n  p: global_pool\n"
                     "  fc: {block: linear, out: classes}\n")
-    command = "python -m pipeline fit --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --model.arch architectures/resnet18.yaml"  # noqa: E501  (README)
+    command = "python -m pipeline fit --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --model.arch architectures/resnet18.yaml --trainer.default_root_dir runs/my_images"  # noqa: E501  (README)
     args = command.replace("my_images", str(folder)).split()[3:]
     # the README's command, on a tiny net and images so that it runs in seconds
     proc = run_cli(*args, "--model.arch", str(arch), "--data.image_size", "16", "--data.batch_size", "4",
                    "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "run"),
                    "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt = torch.load(tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["ImageFolderDataModule"]["class_names"] == ["cat", "dog", "fox"]
 
 

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -429,7 +430,7 @@ def test_googlenet144_on_a_folder_of_mixed_aspect_ratios(folder_run, tmp_path):
 
 @pytest.mark.slow
 def test_readme_predict_on_a_folder_uses_the_checkpoints_class_names(folder_run, tmp_path):
-    command = "python -m pipeline predict --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --data.predict_root new_images --model.arch architectures/resnet18.yaml --ckpt_path runs/digits/checkpoints/last.ckpt"  # noqa: E501
+    command = "python -m pipeline predict --config lightning_config.yaml --data datamodules.ImageFolderDataModule --data.root my_images --data.predict_root new_images --model.arch architectures/resnet18.yaml --trainer.default_root_dir runs/my_images --ckpt_path last"  # noqa: E501
     # the same classes under other folder names: the labels must come from the checkpoint
     renamed = tmp_path / "renamed"
     for old, new in (("cat", "x"), ("dog", "y"), ("fox", "z")):
@@ -438,12 +439,17 @@ def test_readme_predict_on_a_folder_uses_the_checkpoints_class_names(folder_run,
             target.mkdir(parents=True)
             for f in (folder_run / "my_images" / split / old).iterdir():
                 (target / f.name).write_bytes(f.read_bytes())
-    command = (command.replace("my_images", str(renamed)).replace("new_images", str(folder_run / "new_images"))
-               .replace("runs/digits/checkpoints/last.ckpt", str(folder_run / "last.ckpt")))
+    # `last`: the newest run's under the root, here the folder run's checkpoint placed as fit places it
+    root = tmp_path / "resnet18_runs"  # stands for runs/my_images
+    (root / "version_0" / "checkpoints").mkdir(parents=True)
+    shutil.copy(folder_run / "last.ckpt", root / "version_0" / "checkpoints" / "last.ckpt")
+    command = (command.replace("runs/my_images", str(root)).replace("my_images", str(renamed))
+               .replace("new_images", str(folder_run / "new_images")))
     # on the tiny net and images the checkpoint was trained with, so that it runs in seconds
     assert main([*shlex.split(command)[3:], "--model.arch", str(folder_run / "tiny3.yaml"), "--data.image_size", "16",
-                 "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"]) == 0
-    rows = list(csv.reader((tmp_path / "run" / "reports" / "predictions.csv").open()))
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["reports", "version_0"]
+    rows = list(csv.reader((root / "reports" / "predictions.csv").open()))
     assert [r[0] for r in rows[1:]] == ["a.png", "sub/b.png", "sub/deeper/c.png"]
     assert all({r[1], r[3], r[5]} == {"cat", "dog", "fox"} for r in rows[1:])
 
@@ -471,8 +477,8 @@ def digits(digits_run, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command, crops", [
-    ("python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt --eval.crops ten --eval.mirror false", 5),  # noqa: E501
-    ("python -m pipeline test --config lightning_config.yaml --ensemble.checkpoints '[runs/digits/checkpoints/last.ckpt,runs/digits_seed1/checkpoints/last.ckpt]' --eval.crops ten --eval.mirror false", 5),  # noqa: E501
+    ("python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/version_0/checkpoints/last.ckpt --eval.crops ten --eval.mirror false", 5),  # noqa: E501
+    ("python -m pipeline test --config lightning_config.yaml --ensemble.checkpoints '[runs/digits/version_0/checkpoints/last.ckpt,runs/digits_seed1/version_0/checkpoints/last.ckpt]' --eval.crops ten --eval.mirror false", 5),  # noqa: E501
 ])
 def test_readme_test_commands(digits, command, crops, capsys, tmp_path):
     assert readme(command, digits, "--trainer.default_root_dir", str(tmp_path)) == 0  # the shared runs stay as they were
@@ -484,7 +490,7 @@ def test_readme_test_commands(digits, command, crops, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_readme_predict_command(digits, tmp_path):
-    assert readme("python -m pipeline predict --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
+    assert readme("python -m pipeline predict --config lightning_config.yaml --ckpt_path runs/digits/version_0/checkpoints/last.ckpt",
                   digits, "--trainer.default_root_dir", str(tmp_path)) == 0
     rows = list(csv.reader((tmp_path / "reports" / "predictions.csv").open()))
     assert len(rows) == 361 and rows[0][:3] == ["file", "label_1", "prob_1"] and len(rows[0]) == 11

@@ -52,7 +52,7 @@ def test_readme_command_trains_lenet5_at_its_declared_input(digits, tmp_path, mo
     rc = fit(monkeypatch, readme_args(README_FIT, digits, tmp_path / "run") + QUICK)
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-2000:]
-    data = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    data = torch.load(tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     # 1x32x32 from the file; the digits config's val_fraction 0.2 did not leak into the folder module
     assert (data["channels"], data["image_size"], data["val_fraction"]) == (1, 32, 0.1)
     assert data["batch_size"] == 16  # the command line still wins
@@ -68,7 +68,7 @@ def test_a_size_the_user_asks_for_adapts_the_net_and_says_so_in_one_line(digits,
     assert err.count("lenet5 declared 1x32x32, trained at 1x36x36") == 1
     # validate evaluates at the checkpoint's shape without being told again
     args = readme_args(README_FIT, digits, tmp_path / "run")[1:] + QUICK[2:]
-    rc = fit(monkeypatch, ["validate", *args, "--ckpt_path", str(tmp_path / "run" / "checkpoints" / "last.ckpt")])
+    rc = fit(monkeypatch, ["validate", *args, "--ckpt_path", str(tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt")])
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
     assert err.count("lenet5 declared 1x32x32, run at 1x36x36") == 1
@@ -88,7 +88,7 @@ def test_a_transform_list_that_does_not_end_at_the_size_stops_before_training(di
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not any("Traceback" in line for line in err)
     assert err[-1].startswith("data.train_transforms: ends at 28x28") and "32x32" in err[-1]
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not list((tmp_path / "run").glob("version_*/checkpoints"))
 
 
 @pytest.mark.slow

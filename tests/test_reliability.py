@@ -168,7 +168,7 @@ def test_fit_with_skip_bad_completes_and_reports_the_bombs(bomb_folder, tmp_path
     reported = " ".join(str(w.message) for w in warned)
     assert "bomb.png: cannot decode image (image too large" in reported and "bomb.jpg" in reported
     assert "Traceback" not in capsys.readouterr().err
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow

@@ -145,7 +145,7 @@ def free_port() -> int:
 
 
 def checkpoint(root: Path, name: str = "last.ckpt") -> dict:
-    return torch.load(root / "checkpoints" / name, weights_only=True)
+    return torch.load(root / "version_0" / "checkpoints" / name, weights_only=True)  # the run's folder
 
 
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -300,7 +300,7 @@ def test_ddp_two_processes_with_syncbn_equal_one_process_with_twice_the_batch(tm
     assert all(abs(ddp_loss[s] - one_loss[s]) <= 1e-5 for s in ddp_loss)
     # rank zero alone wrote: one version folder, the checkpoints and nothing half-written
     assert len(list((tmp_path / "ddp").glob("version_*"))) == 1
-    names = sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir())
+    names = sorted(p.name for p in (tmp_path / "ddp" / "version_0" / "checkpoints").iterdir())
     assert "last.ckpt" in names and all(n.endswith(".ckpt") and not n.startswith(".") for n in names)
 
 
@@ -430,9 +430,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path,
     assert difference <= 1e-6
     # step by step: the same batches, augmented and dropped out alike, give the same losses
     whole_loss = logged(tmp_path / "whole", "train/loss")
-    rows = list(csv.DictReader((root / "version_1" / "metrics.csv").open()))  # version_0: the killed run
+    # one run folder: the killed run's rows up to its checkpoint, then the resumed run's, none twice
+    assert [p.name for p in root.glob("version_*")] == ["version_0"]
+    rows = list(csv.DictReader((root / "version_0" / "metrics.csv").open()))
     resumed_loss = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-    assert sorted(resumed_loss) == list(range(5, 24))
+    assert sorted(int(r["step"]) for r in rows if r.get("train/loss")) == list(range(24))
     assert all(resumed_loss[step] == whole_loss[step] for step in resumed_loss), (resumed_loss, whole_loss)
     for a, b in zip(whole["optimizer_states"][0]["state"].values(), resumed["optimizer_states"][0]["state"].values()):
         assert torch.allclose(a["momentum_buffer"], b["momentum_buffer"], atol=1e-6)

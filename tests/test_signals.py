@@ -21,8 +21,8 @@ from pipeline.evaluation.windows import make_windows, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml"
-TEST = "python -m pipeline test --config configs/wavenet_sequential_digits.yaml --ckpt_path runs/sequential_digits/checkpoints/last.ckpt --eval.crops windows --eval.windows 5"  # noqa: E501
-PREDICT = "python -m pipeline predict --config configs/wavenet_sequential_digits.yaml --ckpt_path runs/sequential_digits/checkpoints/last.ckpt"  # noqa: E501
+TEST = "python -m pipeline test --config configs/wavenet_sequential_digits.yaml --ckpt_path last --eval.crops windows --eval.windows 5"  # noqa: E501
+PREDICT = "python -m pipeline predict --config configs/wavenet_sequential_digits.yaml --ckpt_path last"
 FOLDER = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalFolderDataModule --data.root my_sounds --data.length 4096 --model.arch architectures/wavenet_classifier.yaml"  # noqa: E501
 ARRAYS = "python -m pipeline fit --config configs/wavenet_sequential_digits.yaml --data datamodules.SignalArrayDataModule --data.train signals.npz"  # noqa: E501
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
@@ -263,7 +263,7 @@ def sequential_run(tmp_path_factory):
 def test_cli_fit_test_predict_on_signals(sequential_run, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     root = sequential_run / "sequential_digits"
-    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert (root / "version_0" / "checkpoints" / "last.ckpt").is_file()
     args = shlex.split(TEST.replace("runs/sequential_digits", str(root)))[3:]
     assert main([*args, "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]) == 0
     report = json.loads((root / "reports" / "test.json").read_text())
@@ -288,7 +288,7 @@ def test_cli_fit_on_wav_folder_and_arrays(tmp_path, monkeypatch, capsys):
     # the README's command, with a shorter window so the 20-layer stack is quick here
     args = [*shlex.split(FOLDER)[3:], "--data.length", "256", *QUICK, "--trainer.default_root_dir", "runs/sounds"]
     assert main(args) == 0
-    assert (tmp_path / "runs" / "sounds" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "runs" / "sounds" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "signals.npz", signals=rng.normal(size=(40, 64)).astype(np.float32), labels=np.arange(40) % 4)
     assert main([*shlex.split(ARRAYS)[3:], *QUICK, "--trainer.default_root_dir", "runs/arrays"]) == 0

@@ -61,38 +61,77 @@ def test_default_run_reaches_97_percent_and_writes_logs_and_checkpoints(default_
     assert losses[-1] < losses[0] / 2, "the training loss did not fall"
     for name in ("train/loss_main", "train/loss_aux", "val/loss", "val/acc5"):
         assert column(rows, name), f"{name} missing from metrics.csv"
-    assert (default_run / "checkpoints" / "last.ckpt").is_file()
-    assert list((default_run / "checkpoints").glob("best-epoch*.ckpt"))
-    assert list(default_run.glob("version_*/config.yaml")) and list(default_run.glob("version_*/events.out.tfevents*"))
+    run = default_run / "version_0"  # one run folder: its logs, config and checkpoints together
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "checkpoints").glob("best-epoch*.ckpt"))
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents*"))
+    assert [p.name for p in default_run.iterdir()] == ["version_0"]
 
 
 @pytest.mark.slow
 def test_resume_with_ckpt_path_last_continues_from_the_saved_step(default_run, tmp_path):
     default_run = Path(shutil.copytree(default_run, tmp_path / "digits"))  # the shared run stays as it was
-    before = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
+    last = default_run / "version_0" / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=True)
+    rows_before = metrics(default_run)
     epochs = before["epoch"] + 1  # saved at the end of epoch index `epoch`
     steps_per_epoch = before["global_step"] // epochs
     proc = readme("python -m pipeline fit --config lightning_config.yaml --ckpt_path last", default_run,
                   "--trainer.max_epochs", str(epochs + 1))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Restored all states from the checkpoint" in proc.stdout + proc.stderr
-    after = torch.load(default_run / "checkpoints" / "last.ckpt", weights_only=True)
+    after = torch.load(last, weights_only=True)
     # exactly one more epoch: it continued from the saved step rather than starting over
     assert after["epoch"] == before["epoch"] + 1
     assert after["global_step"] == before["global_step"] + steps_per_epoch
+    # in the same run folder, whose metrics.csv kept the epochs before the resume
+    assert sorted(p.name for p in default_run.iterdir()) == ["version_0"]
+    rows = metrics(default_run)
+    assert [{k: r.get(k, "") for k in rows_before[0]} for r in rows[:len(rows_before)]] == rows_before
+    assert max(column(rows, "epoch")) == before["epoch"] + 1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [
-    "python -m pipeline validate --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
-    "python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/checkpoints/last.ckpt",
+    "python -m pipeline validate --config lightning_config.yaml --ckpt_path last",
+    "python -m pipeline test --config lightning_config.yaml --ckpt_path runs/digits/version_0/checkpoints/last.ckpt",
 ])
 def test_validate_and_test_on_a_checkpoint(default_run, command, tmp_path):
-    proc = readme(command, default_run, "--trainer.default_root_dir", str(tmp_path))  # logs aside: the run is shared
+    proc = readme(command, default_run, "--eval.report_dir", str(tmp_path))  # reports aside: the run is shared
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in default_run.iterdir()) == ["version_0"]  # evaluation made no run folder
     split = "val" if " validate " in command else "test"
     line = next(l for l in proc.stdout.splitlines() if f"{split}/acc " in l or l.strip().startswith(f"{split}/acc "))
     assert float(line.split()[-1]) >= 0.97
+
+
+def test_a_second_run_keeps_the_first_runs_checkpoints_and_last_means_the_newest(tmp_path):
+    quick = ("--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar",
+             "false", "--trainer.default_root_dir", str(tmp_path))
+    assert run_cli("fit", "--config", "lightning_config.yaml", *quick).returncode == 0
+    first = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    saved = first.read_bytes()
+    second = run_cli("fit", "--config", "lightning_config.yaml", "--seed_everything", "1", *quick)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert first.read_bytes() == saved  # not overwritten
+    newest = tmp_path / "version_1" / "checkpoints" / "last.ckpt"
+    assert newest.is_file() and (tmp_path / "version_1" / "config.yaml").is_file()
+    reports = tmp_path / "reports"
+    proc = run_cli("test", "--config", "lightning_config.yaml", "--ckpt_path", "last", *quick)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    assert json.loads((reports / "test.json").read_text())["checkpoints"] == [str(newest)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports", "version_0", "version_1"]  # no folder for test
+
+
+def test_evaluating_last_without_a_run_is_one_line(tmp_path):
+    proc = run_cli("test", "--config", "lightning_config.yaml", "--ckpt_path", "last",
+                   "--trainer.default_root_dir", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        f"error: --ckpt_path last: no run under {tmp_path} has a checkpoints/last.ckpt yet; train one with fit, " \
+        "or give a checkpoint file"
+    assert not list(tmp_path.iterdir())
 
 
 def test_fast_dev_run(tmp_path):
@@ -110,7 +149,7 @@ def test_overrides_reach_the_model(tmp_path):
 
 @pytest.mark.slow
 def test_readme_transfer_learning_command(default_run, tmp_path):
-    command = "python -m pipeline fit --config lightning_config.yaml --model.init_from runs/digits/checkpoints/last.ckpt --model.freeze_until pool1 --model.pretrained_lr_scale 0.1"  # noqa: E501
+    command = "python -m pipeline fit --config lightning_config.yaml --model.init_from runs/digits/version_0/checkpoints/last.ckpt --model.freeze_until pool1 --model.pretrained_lr_scale 0.1"  # noqa: E501
     proc = run_cli(*readme_args(command, default_run), "--trainer.max_epochs", "1",
                    "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -247,7 +286,7 @@ def test_help_texts_come_from_the_docstrings():
 @pytest.mark.slow
 def test_predict_on_a_checkpoint(default_run, tmp_path):
     proc = run_cli("predict", "--config", "lightning_config.yaml", "--ckpt_path",
-                   str(default_run / "checkpoints" / "last.ckpt"), "--trainer.default_root_dir", str(tmp_path),
+                   str(default_run / "version_0" / "checkpoints" / "last.ckpt"), "--trainer.default_root_dir", str(tmp_path),
                    "--trainer.enable_progress_bar", "false")
     assert proc.returncode == 0, proc.stderr[-2000:]
 

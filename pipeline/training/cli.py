@@ -1,8 +1,8 @@
 """`python -m pipeline fit|validate|test|predict`: LightningCLI with this project's defaults.
 
-What it adds to LightningCLI: the data's classes and input shape flow into the model; CSV and
-TensorBoard logs and checkpoints under ``trainer.default_root_dir`` (checkpoints in one
-unversioned folder, so ``--ckpt_path last`` finds them after a restart); checkpoints written
+What it adds to LightningCLI: the data's classes and input shape flow into the model; each `fit`
+run's CSV and TensorBoard logs, config and checkpoints in its own ``version_N`` folder under
+``trainer.default_root_dir``, ``--ckpt_path last`` meaning the newest run's (runs.py); checkpoints written
 atomically; checkpoints always loaded with ``weights_only=True``; for validate/test/predict the
 ``eval:`` and ``ensemble:`` groups (test-time crops, ensembles, reports; pipeline/evaluation); for
 fit, preemption signals, mid-epoch checkpoints and exact resume (``fault_tolerance:``, fault.py) and
@@ -21,7 +21,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
 
 from ..checkpoints import allow_checkpoint_globals, load_file, save_atomic
@@ -32,7 +32,8 @@ from .distributed import SyncBatchNormPlugin
 from .ensemble import EnsembleConfig, prepare
 from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
-from .preflight import check_config_files, check_parsed
+from .preflight import check_config_files, check_parsed, read_lightning_checkpoint
+from .runs import RunLogger, resolve, version_of
 from .throughput import Throughput
 
 
@@ -76,6 +77,11 @@ class PipelineCLI(LightningCLI):
         # preemption signals, mid-epoch last.ckpt, generator states: --fault_tolerance.every_n_steps N
         parser.add_lightning_class_args(FaultTolerance, "fault_tolerance")
 
+    @staticmethod
+    def root(config) -> Path:
+        """``trainer.default_root_dir``: where the run folders are."""
+        return Path((config.get("trainer") or {}).get("default_root_dir") or os.getcwd())
+
     def section(self, config, key: str | None = None) -> Any:
         """The running subcommand's part of a parsed (or instantiated) config, or one key of it."""
         part = config[self.subcommand] if self.subcommand else config
@@ -86,7 +92,11 @@ class PipelineCLI(LightningCLI):
         self.args = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]  # what the user typed (datafit)
         # output folders and --ckpt_path, before Lightning reads the checkpoint and before any work
         if self.config.get("subcommand"):
-            check_parsed(self.config.subcommand, self.config[self.config.subcommand])
+            config = self.config[self.config.subcommand]
+            # --ckpt_path last|best: the newest run's checkpoint (each run has its own folder, runs.py)
+            config["ckpt_path"] = resolve(config.get("ckpt_path"), self.root(config),
+                                          required=self.config.subcommand in EVALUATING)
+            check_parsed(self.config.subcommand, config)
 
     def before_instantiate_classes(self) -> None:
         config = self.section(self.config)
@@ -118,17 +128,36 @@ class PipelineCLI(LightningCLI):
         trainer = self.section(self.config_init, "trainer")
         root = Path(trainer.get("default_root_dir") or os.getcwd())
         callbacks = _as_list(trainer.get("callbacks"))
+        defaults: dict[str, Any] = {"plugins": self.plugins(trainer)}
         if self.subcommand in EVALUATING:
             callbacks.append(self.prepare_evaluation(root))
+            # evaluation writes its report (reports/), not a run folder: no loggers, no config.yaml
+            self.save_config_callback = None
+            if trainer.get("logger") is None:
+                defaults["logger"] = False
+        elif trainer.get("logger") in (None, True) and not trainer.get("fast_dev_run"):
+            defaults["logger"] = self.run_loggers(root, self.section(self.config, "ckpt_path"))
         callbacks = with_throughput(self.subcommand, callbacks)
+        run = Path(defaults["logger"][0].log_dir) if defaults.get("logger") else root
+        if self.subcommand in EVALUATING and self.section(self.config, "ckpt_path"):
+            run = Path(self.section(self.config, "ckpt_path")).parent.parent  # the evaluated run's (nothing is saved)
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
-                callback.dirpath = str(root / "checkpoints")  # not per version: `--ckpt_path last` must find it
-        defaults: dict[str, Any] = {"callbacks": callbacks, "plugins": self.plugins(trainer)}
-        if trainer.get("logger") in (None, True) and not trainer.get("fast_dev_run"):
-            csv = CSVLogger(root, name="", version=None)
-            defaults["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False)]
+                callback.dirpath = str(run / "checkpoints")  # this run's own: no run overwrites another's
+        defaults["callbacks"] = callbacks
         self.trainer = self.instantiate_trainer(**defaults)
+
+    @staticmethod
+    def run_loggers(root: Path, ckpt_path: str | None) -> list:
+        """CSV and TensorBoard logs in a new ``version_N`` folder, or, when resuming a run of this root,
+        in that run's folder from the checkpoint's step on. Every DDP rank finds the same version: they
+        all look before any rank starts training (which is when rank zero makes the folder)."""
+        version = version_of(ckpt_path, root)
+        step = read_lightning_checkpoint(ckpt_path, "--ckpt_path").get("global_step") if version is not None else None
+        csv = RunLogger(root, name="", version=version, resume_step=step)
+        tensorboard = TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False,
+                                        **({"purge_step": step} if step is not None else {}))
+        return [csv, tensorboard]
 
     @staticmethod
     def plugins(trainer) -> list:

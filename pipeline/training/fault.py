@@ -189,7 +189,7 @@ class FaultTolerance(L.Callback):
         for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath:
                 return Path(callback.dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
-        return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / "last.ckpt"  # the run's folder
 
     def _save(self, trainer: L.Trainer) -> Path:
         path = self.last_path(trainer)
