@@ -278,3 +278,29 @@ def test_state_dict_keys_are_stable_under_edits_elsewhere(tmp_path):
     after = build_model(write(tmp_path, edited, "edited.yaml")).state_dict().keys()
     assert set(before) <= set(after)
     assert {k for k in after if not k.startswith("extra.")} == set(before)
+
+
+def test_every_name_the_graph_owns_works_as_a_node_name_or_is_refused(tmp_path):
+    """Node names become module attributes: each name an nn.Module or the graph owns either builds and
+    runs (also inside a composite block) or is refused at plan time, never a crash at build time."""
+    import torch
+    from pipeline.language.model import GraphNet
+
+    names = sorted({n for n in dir(GraphNet) if not n.startswith("_")} | set(GraphNet.INSTANCE_ATTRIBUTES) |
+                   {"output", "order", "steps", "train_steps", "held", "node", "net"})
+    for name in names:
+        for where in ("top", "composite"):
+            arch = tmp_path / f"{name}_{where}.yaml"
+            body = f"  {name}: {{block: conv, out: 4}}\n"
+            if where == "top":
+                arch.write_text(f"input: [3, 8, 8]\nnodes:\n{body}  pool: global_pool\n  fc: {{block: linear, out: 2}}\n")
+            else:
+                arch.write_text("input: [3, 8, 8]\nblocks:\n  unit:\n    nodes:\n    " + body +
+                                "nodes:\n  u: unit\n  pool: global_pool\n  fc: {block: linear, out: 2}\n")
+            try:
+                net = build_model(str(arch))
+            except ArchError as err:
+                assert f"node name '{name}' is reserved" in str(err), (name, where, str(err))
+                continue
+            assert net.train()(torch.randn(2, 3, 8, 8)).shape == (2, 2), (name, where)
+            assert net.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 2), (name, where)
