@@ -114,6 +114,12 @@ def test_a_second_run_keeps_the_first_runs_checkpoints_and_last_means_the_newest
     second = run_cli("fit", "--config", "lightning_config.yaml", "--seed_everything", "1", *quick)
     assert second.returncode == 0, second.stderr[-2000:]
     assert first.read_bytes() == saved  # not overwritten
+    # how a run ends: one line with its folder and the checkpoint to test
+    assert second.stdout.strip().splitlines()[-1].startswith("fit done: ")
+    assert f"run folder {tmp_path / 'version_1'}; test it: --ckpt_path {tmp_path / 'version_1' / 'checkpoints'}" \
+        in second.stdout
+    again = run_cli("fit", "--config", "lightning_config.yaml", "--seed_everything", "1", "--ckpt_path", "last", *quick)
+    assert again.returncode == 0 and "this run is finished" in again.stderr
     newest = tmp_path / "version_1" / "checkpoints" / "last.ckpt"
     assert newest.is_file() and (tmp_path / "version_1" / "config.yaml").is_file()
     reports = tmp_path / "reports"

@@ -173,7 +173,13 @@ class EvaluationReport(Callback):
         write_confusion_png(confusion, names, paths["png"])
         atomic_write(paths["json"], lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
         self.written = paths
-        print(table(report) + f"\n  report: {paths['json']} (+ {paths['csv'].name}, {paths['png'].name})", flush=True)
+        self.pending = table(report) + f"\n  report: {paths['json']} (+ {paths['csv'].name}, {paths['png'].name})"
+
+    def teardown(self, trainer, module, stage: str) -> None:
+        # printed once the progress bars are closed, so the table starts on a line of its own
+        if getattr(self, "pending", None):
+            print(self.pending, flush=True)
+            self.pending = None
 
 
 def _gather(rows: list) -> list:
@@ -227,4 +233,9 @@ class PredictionWriter(Callback):
                     out.writerow([files[index] if files else index, *pairs])
 
         atomic_write(self.path, write)
-        print(f"predictions: {self.path} ({len(rows)} rows, top {k})", flush=True)
+        self.pending = f"predictions: {self.path} ({len(rows)} rows, top {k})"
+
+    def teardown(self, trainer, module, stage: str) -> None:
+        if getattr(self, "pending", None):  # after the progress bar's last line, not glued to it
+            print(self.pending, flush=True)
+            self.pending = None

@@ -131,7 +131,8 @@ class PipelineCLI(LightningCLI):
         defaults: dict[str, Any] = {"plugins": self.plugins(trainer)}
         if self.subcommand in EVALUATING:
             callbacks.append(self.prepare_evaluation(root))
-            # evaluation writes its report (reports/), not a run folder: no loggers, no config.yaml
+        if self.subcommand != "fit":
+            # evaluation writes its report (reports/), lr-find its plot: no run folder, no config.yaml
             self.save_config_callback = None
             if trainer.get("logger") is None:
                 defaults["logger"] = False
@@ -158,6 +159,26 @@ class PipelineCLI(LightningCLI):
         tensorboard = TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False,
                                         **({"purge_step": step} if step is not None else {}))
         return [csv, tensorboard]
+
+    def before_fit(self) -> None:
+        """Resuming a run that has already reached its end says so (Lightning would stop in silence)."""
+        path = self.section(self.config, "ckpt_path")
+        if not self.trainer.is_global_zero or not path or not Path(str(path)).is_file():
+            return
+        checkpoint = read_lightning_checkpoint(path, "--ckpt_path")
+        epochs = (checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+                  .get("current", {}).get("processed", 0))
+        steps, max_epochs, max_steps = checkpoint["global_step"], self.trainer.max_epochs, self.trainer.max_steps
+        if (max_epochs not in (None, -1) and epochs >= max_epochs) or (max_steps not in (None, -1) and
+                                                                        steps >= max_steps):
+            print(f"{path}: this run is finished ({epochs} epochs, {steps} steps, of max_epochs {max_epochs}); "
+                  "raise --trainer.max_epochs (or max_steps) to train it longer", file=sys.stderr)
+
+    def after_fit(self) -> None:
+        """One line that says how the run ended: its best score, its folder, the checkpoint to test."""
+        if not self.trainer.is_global_zero or self.trainer.interrupted:
+            return
+        print(ending_line(self.trainer), flush=True)
 
     @staticmethod
     def plugins(trainer) -> list:
@@ -187,6 +208,54 @@ class PipelineCLI(LightningCLI):
         return EvaluationReport(reports)
 
 
+def ending_line(trainer) -> str:
+    """``best val/acc 0.9861 (epoch 11); run folder runs/digits/version_0; test it: --ckpt_path ...``"""
+    folder = Path(trainer.log_dir) if trainer.loggers else None
+    monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor and
+                 c.best_model_path and c.best_model_score is not None]
+    parts = []
+    if monitored:
+        best = monitored[0]
+        epoch = read_lightning_checkpoint(best.best_model_path, "checkpoint").get("epoch")
+        parts.append(f"best {best.monitor} {float(best.best_model_score):.4f} (epoch {epoch})")
+    elif "val/acc" in trainer.callback_metrics:
+        parts.append(f"last val/acc {float(trainer.callback_metrics['val/acc']):.4f}")
+    if folder is not None:
+        parts.append(f"run folder {folder}")
+    if monitored:
+        parts.append(f"test it: --ckpt_path {monitored[0].best_model_path}")
+    else:  # the newest checkpoint written (an unmonitored ModelCheckpoint's "best" is its latest)
+        saved = [c.last_model_path or c.best_model_path for c in trainer.checkpoint_callbacks
+                 if isinstance(c, ModelCheckpoint)]
+        if any(saved):
+            parts.append(f"test it: --ckpt_path {next(p for p in saved if p)}")
+    return "fit done: " + "; ".join(parts or [f"{trainer.global_step} steps"])
+
+
+class _Unsaid(logging.Filter):
+    """Lightning's lines that tell a user of this tool nothing: an advertisement, and, when the LR finder
+    saves its temporary checkpoint, "`weights_only` was not set, defaulting to `False`" (about *saving*
+    the full state; every load here is weights_only=True, but beside the README's safety claims it
+    reads like unsafe loading)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("\U0001f4a1 Tip:") or text.startswith("`weights_only` was not set"))
+
+
+def quiet_lightning() -> None:
+    """What every Lightning command here leaves out of its output."""
+    # "Seed set to N" is routine; on an error it would be a second stderr line before the message
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Unsaid) for f in logger.filters):
+            logger.addFilter(_Unsaid())
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    # Lightning 2.6 calls a torch._pytree API that torch 2.14 deprecates, once per run: not the user's concern
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
 def run_lightning(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; returns the process exit status. A user's mistake (a bad option, file
     or value, also when it surfaces through Lightning's or jsonargparse's layers) is left to
@@ -195,9 +264,7 @@ def run_lightning(argv: list[str]) -> int:
 
     check_config_files(argv)
     allow_checkpoint_globals()
-    # "Seed set to N" is routine; on an error it would be a second stderr line before the message
-    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    quiet_lightning()
     try:
         PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=argv,
                     parser_kwargs={"exit_on_error": False}, save_config_kwargs={"overwrite": True},
