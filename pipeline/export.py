@@ -70,7 +70,12 @@ def _no_native_stdout():
 
 
 def _onnx(net: GraphNet, example: torch.Tensor, path: Path) -> None:
-    # The TorchScript-based exporter needs no extra package (the dynamo one needs onnxscript).
+    # The TorchScript-based exporter needs the onnx package only (the dynamo one needs onnxscript too).
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ArchError("export --format onnx needs the onnx package: pip install -e \".[export]\" "
+                        "(or pip install onnx); --format torchscript needs nothing more") from None
     try:
         with _no_native_stdout():
             torch.onnx.export(net, (example,), str(path), dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},

@@ -121,9 +121,15 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
-    elif config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
-        # the controller, before it starts the workers (they inherit this): where they write the groups
-        os.environ[GROUPS] = str(Path(tempfile.mkdtemp(prefix="pytest-groups-")) / "groups.json")
+    else:
+        # the controller (or a run without workers), before any worker starts (they inherit it): torch.compile's
+        # cache in a folder of this session, removed at its end (inductor's default /tmp one keeps 150 MB)
+        if INDUCTOR not in os.environ:
+            os.environ[INDUCTOR] = tempfile.mkdtemp(prefix="pytest-inductor-")
+            os.environ[OWN_INDUCTOR] = "1"
+        if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+            # where the workers write the groups
+            os.environ[GROUPS] = str(Path(tempfile.mkdtemp(prefix="pytest-groups-")) / "groups.json")
 
 
 # Tests that share an expensive fixture run in one xdist worker, so that it is built once: otherwise
@@ -147,9 +153,31 @@ def _group(item) -> str | None:
 
 
 def pytest_unconfigure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     path = os.environ.get(GROUPS)
-    if path and not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller made it
+    if path:  # the controller made it
         shutil.rmtree(Path(path).parent, ignore_errors=True)
+    if os.environ.pop(OWN_INDUCTOR, None):
+        shutil.rmtree(os.environ.pop(INDUCTOR), ignore_errors=True)
+
+
+INDUCTOR, OWN_INDUCTOR = "TORCHINDUCTOR_CACHE_DIR", "PIPELINE_TEST_OWNS_INDUCTOR_CACHE"
+
+
+def _repository_entries() -> set[str]:
+    return {p.name for p in ROOT.iterdir()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_untouched():
+    """Tests write under pytest's temporary folders only: a test that leaves a file or folder at the top
+    of the repository (a checkpoints/ of a Trainer without a root, a README command's output) fails the
+    session here."""
+    before = _repository_entries()
+    yield
+    added = sorted(_repository_entries() - before - {".pytest_cache", ".hypothesis", "__pycache__"})
+    assert not added, f"tests left these in the repository: {added}"
 
 
 @pytest.hookimpl(trylast=True)  # after deselection: the ids the scheduler will get

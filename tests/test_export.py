@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -99,3 +101,13 @@ def test_an_operator_onnx_cannot_express_is_one_line_and_exit_2(tmp_path, capfd)
     assert result.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "ONNX cannot express this net at input 3x4x4" in err and "adaptive pool" in err
     assert "graph" not in capfd.readouterr().out and not (tmp_path / "ap.onnx").exists()
+
+
+def test_onnx_export_without_the_onnx_package_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails, as without the export extra
+    assert main(["export", str(ROOT / "architectures" / "lenet5.yaml"), "--format", "onnx", "-o", str(tmp_path / "n.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and 'pip install -e ".[export]"' in err
+    assert not (tmp_path / "n.onnx").exists()

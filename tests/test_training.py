@@ -262,7 +262,7 @@ def test_transfer_learning_new_classes_freeze_and_lower_lr(tmp_path):
     assert model.net.fc.fc.out_features == 7  # new classifier, left at its initialisation
     assert not any(p.requires_grad for p in model.net.stem.parameters())
     trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, limit_train_batches=1,
-                        limit_val_batches=0)
+                        limit_val_batches=0, enable_checkpointing=False, default_root_dir=tmp_path)
     data = SyntheticDataModule(num_classes=7, input_shape=(3, 8, 8), train_size=16, batch_size=8)
     trainer.fit(model, data)
     lrs = sorted({g["initial_lr"] for g in trainer.optimizers[0].param_groups})  # before the schedule
@@ -283,6 +283,7 @@ def test_ema_weights_are_used_for_evaluation(tmp_path):
 def test_help_texts_come_from_the_docstrings():
     proc = run_cli("fit", "--help")
     assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: python -m pipeline [options] fit ")  # the command a user types
     text = " ".join(proc.stdout.split())
     assert "architecture file (e.g. ``architectures/resnet18.yaml``)" in text
     assert "--model.optimizer.lr" in text and "base learning rate" in text

@@ -267,7 +267,7 @@ def run_lightning(argv: list[str]) -> int:
     quiet_lightning()
     try:
         PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=argv,
-                    parser_kwargs={"exit_on_error": False}, save_config_kwargs={"overwrite": True},
+                    parser_kwargs={"exit_on_error": False, "prog": "python -m pipeline"}, save_config_kwargs={"overwrite": True},
                     auto_configure_optimizers=False)
     except (Preempted, SIGTERMException):  # a signal: last.ckpt is written (or nothing was trained), as printed
         return 0

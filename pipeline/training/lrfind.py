@@ -93,7 +93,7 @@ def lr_find(argv: list[str]) -> int:
     # a user's mistake (jsonargparse's or ours) is turned into one line and exit 2 by
     # user_errors.report, which every command of pipeline.cli goes through
     cli = PipelineCLI(ClassifierModule, LightningDataModule, subclass_mode_data=True, args=rest, run=False,
-                      parser_kwargs={"exit_on_error": False}, auto_configure_optimizers=False)
+                      parser_kwargs={"exit_on_error": False, "prog": "python -m pipeline"}, auto_configure_optimizers=False)
     finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=options.min_lr,
                                         max_lr=options.max_lr, num_training=options.num_training,
                                         update_attr=False)
