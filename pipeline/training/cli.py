@@ -34,6 +34,7 @@ from .fault import FaultTolerance, Preempted
 from .module import ClassifierModule, TrainingDiverged
 from .preflight import check_config_files, check_parsed, read_lightning_checkpoint
 from .runs import RunLogger, resolve, version_of
+from .threads import CpuThreads
 from .throughput import Throughput
 
 
@@ -139,6 +140,8 @@ class PipelineCLI(LightningCLI):
         elif trainer.get("logger") in (None, True) and not trainer.get("fast_dev_run"):
             defaults["logger"] = self.run_loggers(root, self.section(self.config, "ckpt_path"))
         callbacks = with_throughput(self.subcommand, callbacks)
+        if not any(isinstance(c, CpuThreads) for c in callbacks):
+            callbacks.append(CpuThreads())  # threads from the CPUs this process may use (threads.py)
         run = Path(defaults["logger"][0].log_dir) if defaults.get("logger") else root
         if self.subcommand in EVALUATING and self.section(self.config, "ckpt_path"):
             run = Path(self.section(self.config, "ckpt_path")).parent.parent  # the evaluated run's (nothing is saved)
@@ -210,7 +213,7 @@ class PipelineCLI(LightningCLI):
 
 def ending_line(trainer) -> str:
     """``best val/acc 0.9861 (epoch 11); run folder runs/digits/version_0; test it: --ckpt_path ...``"""
-    folder = Path(trainer.log_dir) if trainer.loggers else None
+    folder = Path(trainer.log_dir) if trainer.loggers and trainer.log_dir and not trainer.fast_dev_run else None
     monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor and
                  c.best_model_path and c.best_model_score is not None]
     parts = []
