@@ -459,3 +459,28 @@ def test_random_bytes_through_the_cli_exit_2_without_a_traceback(corpus, tmp_pat
     line = one_line(err)
     if kind != "config":  # jsonargparse words a text config that is not one; the file is named elsewhere
         assert str(path if kind != "image" else folder / "a" / "random.png") in err, line
+
+
+def _alias_bomb(levels: int = 7) -> str:
+    """YAML of a few hundred bytes whose aliases expand to 10**levels values."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("where", ["config", "option"])
+def test_an_alias_bomb_in_a_config_or_an_option_is_one_line_before_any_work(where, tmp_path, capsys):
+    from conftest import time_limit
+
+    if where == "config":
+        bomb = tmp_path / "bomb.yaml"
+        bomb.write_text(_alias_bomb() + "\nmodel:\n  vars: {junk: *l6}\n")
+        args = ["--config", str(bomb)]
+    else:
+        args = ["--model.vars", "{" + ", ".join(_alias_bomb(6).splitlines()) + ", junk: *l5}"]
+    with time_limit(30):  # jsonargparse would walk the expanded tree for minutes
+        rc = main(["fit", "--config", "lightning_config.yaml", *args, "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "expands to more than 200000 values through aliases" in err
+    assert err.startswith(f"{tmp_path / 'bomb.yaml'}:1:1:" if where == "config" else "<option --model.vars>:1:1:")

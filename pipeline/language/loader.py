@@ -125,6 +125,21 @@ def _expanded_size(root: yaml.Node, file: str) -> int:
     return memo[id(root)]
 
 
+def check_aliases(text: str, file: str) -> None:
+    """Refuse YAML that any other reader (jsonargparse for configs, options) would expand past the
+    limit: only the node graph is built (aliases stay references), so a bomb costs its own size."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError:
+        return  # not YAML at all: the reader that needs it says what is wrong
+    finally:
+        loader.dispose()
+    if root is not None and _expanded_size(root, file) > MAX_EXPANDED_NODES:
+        raise ArchError(f"the document expands to more than {MAX_EXPANDED_NODES} values through aliases "
+                        "(is it an alias bomb?)", _loc(file, root.start_mark))
+
+
 def load_yaml_text(text: str, file: str = "<string>") -> Any:
     """Parse YAML text safely into LocDict/LocList/scalars; errors become ArchError with a location."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:

@@ -22,7 +22,13 @@ MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def check_config_files(argv: list[str]) -> None:
-    """``--config FILE`` must be a YAML text file (jsonargparse would fail with a UnicodeDecodeError)."""
+    """``--config FILE`` must be a YAML text file (jsonargparse would fail with a UnicodeDecodeError), and
+    no config file or option value may be an alias bomb (jsonargparse would expand it in full)."""
+    from ..language.loader import check_aliases
+
+    for i, arg in enumerate(argv):
+        if "&" in arg and "*" in arg:  # an anchor and an alias: inline YAML such as --model.vars '{...}'
+            check_aliases(arg, f"<option {argv[i - 1] if i else arg}>")
     for i, arg in enumerate(argv):
         if arg in ("--config", "-c") and i + 1 < len(argv):
             path = Path(argv[i + 1])
@@ -38,9 +44,10 @@ def check_config_files(argv: list[str]) -> None:
         try:
             if b"\0" in data:
                 raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
-            data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise UsageError(f"--config {path}: not a YAML text file (binary content at byte {err.start})") from None
+        check_aliases(text, str(path))
 
 
 def check_parsed(subcommand: str, config: Any) -> None:
