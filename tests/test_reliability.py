@@ -484,3 +484,21 @@ def test_an_alias_bomb_in_a_config_or_an_option_is_one_line_before_any_work(wher
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert "expands to more than 200000 values through aliases" in err
     assert err.startswith(f"{tmp_path / 'bomb.yaml'}:1:1:" if where == "config" else "<option --model.vars>:1:1:")
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--trainer.devices", "0"], "`Trainer(devices='0')` value is not a valid input"),
+    (["--trainer.strategy", "nonsense"], "invalid strategy name"),
+    (["--trainer.accelerator", "gpu"], "gpu"),
+    (["--trainer.devices", "3", "--trainer.accelerator", "gpu"], "gpu"),
+])
+def test_lightning_option_mistakes_are_one_line_and_exit_2(options, words, tmp_path, capsys):
+    import torch
+
+    if "gpu" in options and torch.cuda.is_available():
+        pytest.skip("on a machine with a GPU these options are not mistakes")
+    rc = main(["fit", "--config", "lightning_config.yaml", *options, "--trainer.fast_dev_run", "true",
+               "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: trainer options: ") and words in err[-1], err
+    assert not any("Traceback" in line for line in err)

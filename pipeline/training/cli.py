@@ -18,15 +18,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from ..checkpoints import allow_checkpoint_globals, load_file, save_atomic
 from ..errors import ArchError
 from ..evaluation import EvalConfig, EvaluationData, EvaluationReport, PredictionWriter
+from ..user_errors import UsageError
 from .datafit import adaptation_line, checkpoint_input, declared_input, drop_leaked, follow_net
 from .distributed import SyncBatchNormPlugin
 from .ensemble import EnsembleConfig, prepare
@@ -149,7 +152,12 @@ class PipelineCLI(LightningCLI):
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(run / "checkpoints")  # this run's own: no run overwrites another's
         defaults["callbacks"] = callbacks
-        self.trainer = self.instantiate_trainer(**defaults)
+        try:
+            self.trainer = self.instantiate_trainer(**defaults)
+        except (MisconfigurationException, ValueError) as err:
+            # the Trainer checks accelerator, devices, strategy and precision as it is made: a user's
+            # option, not a bug (Lightning's own words, on one line)
+            raise UsageError(f"trainer options: {' '.join(str(err).split())}{trainer_hint(err)}") from None
 
     @staticmethod
     def run_loggers(root: Path, ckpt_path: str | None) -> list:
@@ -209,6 +217,12 @@ class PipelineCLI(LightningCLI):
         if self.subcommand == "predict":
             return PredictionWriter(reports, evaluation.top_k)
         return EvaluationReport(reports)
+
+
+def trainer_hint(err: Exception) -> str:
+    if ("gpu backend" in str(err) or "CUDA" in str(err)) and not torch.cuda.is_available():
+        return " (torch sees no GPU on this machine: --trainer.accelerator cpu, or auto to use one when there is)"
+    return ""
 
 
 def ending_line(trainer) -> str:
