@@ -19,6 +19,18 @@ from .errors import ArchError
 from .user_errors import load_failure as _reason  # never torch's advice to set weights_only=False
 
 ErrorType = Callable[[str], Exception]
+SLACK = 1 << 20  # zip headers and the like
+
+
+def declared_bytes(path: Path) -> int:
+    """The bytes a zip-format PyTorch file says its records hold once read (0 for other files)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0  # not a zip (or unreadable): torch.load says what it is
 
 
 def allow_checkpoint_globals() -> None:
@@ -40,6 +52,12 @@ def load_file(path: str | Path, what: str = "checkpoint", error: ErrorType = Arc
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} not found: {path}")
+    inflated = declared_bytes(path)
+    if inflated > path.stat().st_size + SLACK:
+        # torch.save stores its records uncompressed: what a file declares it cannot hold is a zip
+        # bomb (a few MB that inflate to GBs), refused before a byte of it is inflated
+        raise error(f"{path}: not a readable {what} (its records declare {inflated:,} bytes in a file of "
+                    f"{path.stat().st_size:,}: compressed, which torch.save never writes)")
     allow_checkpoint_globals()
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)

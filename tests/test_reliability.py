@@ -502,3 +502,41 @@ def test_lightning_option_mistakes_are_one_line_and_exit_2(options, words, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: trainer options: ") and words in err[-1], err
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory) -> Path:
+    """A PyTorch file whose records are deflated: 32 MB of zeros in a file of a few tens of KB (a
+    real bomb declares GBs the same way)."""
+    import zipfile
+
+    import torch
+
+    folder = tmp_path_factory.mktemp("bomb")
+    plain = folder / "plain.pt"
+    torch.save({"conv1.conv.weight": torch.zeros(8 * 2**20)}, plain)
+    bomb = folder / "bomb.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    assert bomb.stat().st_size < 2**20
+    return bomb
+
+
+@pytest.mark.parametrize("command", ["export", "init_from", "import-weights", "ensemble"])
+def test_a_compressed_checkpoint_is_refused_before_it_is_inflated(command, zip_bomb, tmp_path, capsys):
+    from pipeline.checkpoints import declared_bytes
+
+    assert declared_bytes(zip_bomb) >= 32 * 2**20  # what it would take in memory
+    args = {"export": ["export", "architectures/lenet5.yaml", "--weights", str(zip_bomb), "--format", "torchscript",
+                       "-o", str(tmp_path / "x.pt")],
+            "init_from": ["fit", "--config", "lightning_config.yaml", "--model.init_from", str(zip_bomb),
+                          "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path)],
+            "import-weights": ["import-weights", "torchvision:resnet18", "architectures/resnet18.yaml", "-o",
+                               str(tmp_path / "x.pt"), "--from-file", str(zip_bomb)],
+            "ensemble": ["test", "--config", "lightning_config.yaml", "--ensemble.checkpoints", f"[{zip_bomb}]",
+                         "--trainer.default_root_dir", str(tmp_path)]}[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "compressed, which torch.save never writes" in err[-1] and str(zip_bomb) in err[-1], err
+    assert not (tmp_path / "x.pt").exists()

@@ -31,10 +31,10 @@ def checkpoint_input(ckpt_path: str | None) -> tuple[int, ...] | None:
     """The input shape a checkpoint was trained at (validate/test/predict evaluate at it), if readable."""
     if not ckpt_path or not Path(ckpt_path).is_file():
         return None
-    import torch
+    from ..checkpoints import load_file
 
-    try:
-        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    try:  # memory-mapped: only the header is read
+        hparams = load_file(ckpt_path, mmap=True).get("hyper_parameters", {})
     except Exception:  # noqa: BLE001  an unreadable checkpoint is reported where Lightning loads it
         return None
     shape = hparams.get("input_shape") if isinstance(hparams, dict) else None
