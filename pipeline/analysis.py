@@ -78,20 +78,14 @@ class _Walker:
         shape_in = shapes if node.factory.merges else shapes[0]
         fields = module.receptive_field(shape_in) if len(shapes[0]) > 1 else None
         module.to(self.dtype)
-        state = {t.untyped_storage()._cdata for t in [*module.parameters(), *module.buffers()]}
-        # inputs that need grad, as inside a network: a block without weights (a pool) saves too
-        xs = [torch.empty((self.batch, *s), device="meta", dtype=self.dtype, requires_grad=True) for s in shapes]
-        saved: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            storage = t.untyped_storage()
-            if storage._cdata not in state:
-                saved[storage._cdata] = storage.nbytes()
-            return t
-
         module.train()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = module(xs if node.factory.merges else xs[0])
+        try:
+            xs, y, saved = self._saved(module, node, shapes, self.batch)
+        except ValueError:
+            # batch norm in training refuses one value per channel (batch 1 at 1x1, as in Inception-v3's
+            # aux head): measure at batch 2, where what backward saves is twice as large
+            xs, y, saved = self._saved(module, node, shapes, 2)
+            saved = {k: n * self.batch // 2 for k, n in saved.items()}
         inputs = [x.untyped_storage()._cdata in saved for x in xs]
         outputs = [t for t in (y if isinstance(y, (list, tuple)) else [y]) if isinstance(t, torch.Tensor)]
         output_saved = any(t.untyped_storage()._cdata in saved for t in outputs)
@@ -101,6 +95,24 @@ class _Walker:
         if key is not None:
             self.cache[key] = result
         return result
+
+    def _saved(self, module: torch.nn.Module, node: NodePlan, shapes, batch: int):
+        """Run ``module`` on meta inputs of ``batch``; returns the inputs, output and the bytes backward
+        keeps, by storage."""
+        state = {t.untyped_storage()._cdata for t in [*module.parameters(), *module.buffers()]}
+        # inputs that need grad, as inside a network: a block without weights (a pool) saves too
+        xs = [torch.empty((batch, *s), device="meta", dtype=self.dtype, requires_grad=True) for s in shapes]
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            if storage._cdata not in state:
+                saved[storage._cdata] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = module(xs if node.factory.merges else xs[0])
+        return xs, y, saved
 
     def bytes_of(self, shape) -> int:
         return self.batch * math.prod(shape) * torch.empty((), dtype=self.dtype).element_size()

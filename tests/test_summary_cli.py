@@ -117,3 +117,13 @@ def test_a_closed_stdout_is_not_an_error():
     proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m pipeline summary '{LENET}' >&-"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("arch", sorted(p.name for p in (ROOT / "architectures").glob("*.yaml")))
+def test_every_zoo_file_summarises_with_every_pass_at_batch_1(arch, capsys):
+    """Planning, receptive field and the memory estimate (training mode, batch 1: Inception-v3's aux head
+    has batch norm at 1x1) for every file in architectures/: a new file is covered by being there."""
+    assert main(["summary", str(ROOT / "architectures" / arch), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] > 0 and data["macs"] > 0 and data["batch"] == 1
+    assert data["train_memory_bytes"] > 0 and set(data["train_memory"]) >= {"weights", "saved_activations"}
