@@ -187,9 +187,11 @@ class PipelineCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """One line that says how the run ended: its best score, its folder, the checkpoint to test."""
-        if not self.trainer.is_global_zero or self.trainer.interrupted:
-            return
-        print(ending_line(self.trainer), flush=True)
+        trainer = self.trainer
+        # log_dir is broadcast from rank zero: every rank asks, or DDP waits (gloo) or hangs (nccl)
+        folder = trainer.log_dir if trainer.loggers and not trainer.fast_dev_run else None
+        if trainer.is_global_zero and not trainer.interrupted:
+            print(ending_line(trainer, folder), flush=True)
 
     @staticmethod
     def plugins(trainer) -> list:
@@ -225,9 +227,8 @@ def trainer_hint(err: Exception) -> str:
     return ""
 
 
-def ending_line(trainer) -> str:
+def ending_line(trainer, folder: str | None) -> str:
     """``best val/acc 0.9861 (epoch 11); run folder runs/digits/version_0; test it: --ckpt_path ...``"""
-    folder = Path(trainer.log_dir) if trainer.loggers and trainer.log_dir and not trainer.fast_dev_run else None
     monitored = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor and
                  c.best_model_path and c.best_model_score is not None]
     parts = []
