@@ -10,4 +10,13 @@ from .synthetic import SyntheticDataModule
 __all__ = ["CIFAR100DataModule", "CIFAR10DataModule", "DataError", "DigitsDataModule", "FashionMNISTDataModule",
            "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "SequentialDigitsDataModule",
            "SignalArrayDataModule", "SignalFolderDataModule", "SyntheticDataModule",
-           "verify_image_folder"]
+           "StreamingDataModule", "verify_image_folder"]
+
+
+def __getattr__(name: str):
+    # LitData (half a second to import) only for those who stream: `datamodules.StreamingDataModule`
+    if name == "StreamingDataModule":
+        from .streaming import StreamingDataModule
+
+        return StreamingDataModule
+    raise AttributeError(f"module 'datamodules' has no attribute '{name}'")

@@ -11,6 +11,7 @@ Whatever a decoder raises (PIL, OpenCV, a MemoryError, anything) leaves this mod
 """
 from __future__ import annotations
 
+import io
 import threading
 import warnings
 from pathlib import Path
@@ -53,7 +54,7 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
-def _open(path: Path, unlimited: bool = False) -> Image.Image:
+def _open(path: Path | io.BytesIO, unlimited: bool = False) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is ours, checked next
         if not unlimited:
@@ -73,27 +74,32 @@ def read_header(path: str | Path, max_pixels: int = MAX_PIXELS) -> Header:
     declares more than ``max_pixels`` pixels.
     """
     path = Path(path)
+    return _read_header(path, path, max_pixels)
+
+
+def _read_header(source: Path | io.BytesIO, name: str | Path, max_pixels: int) -> Header:
+    """``source``: the file, or its bytes already read (a sample of a chunk); ``name`` is what errors say."""
     try:
-        if path.stat().st_size == 0:
-            raise BadImage(path, "empty file (0 bytes)")
+        if (source.stat().st_size if isinstance(source, Path) else source.getbuffer().nbytes) == 0:
+            raise BadImage(name, "empty file (0 bytes)")
         try:
-            image = _open(path)
+            image = _open(source)
         except Image.DecompressionBombError:  # PIL's hard stop: read the size anyway, to word it (and
-            image = _open(path, unlimited=True)  # to accept it when max_pixels is above PIL's stop)
+            image = _open(source, unlimited=True)  # to accept it when max_pixels is above PIL's stop)
         with image:
             header = Header(int(image.width), int(image.height), str(image.mode), str(image.format or ""))
     except BadImage:
         raise
     except PermissionError:
-        raise BadImage(path, "unreadable (permission denied)") from None
+        raise BadImage(name, "unreadable (permission denied)") from None
     except UnidentifiedImageError:
-        raise BadImage(path, "not an image (cannot identify the format)") from None
+        raise BadImage(name, "not an image (cannot identify the format)") from None
     except Exception as err:  # any reader failure is this file's fault, not the run's
-        raise BadImage(path, f"cannot read the header ({_first_line(err)})") from None
+        raise BadImage(name, f"cannot read the header ({_first_line(err)})") from None
     if header.width <= 0 or header.height <= 0:
-        raise BadImage(path, f"image has no pixels ({header.width}x{header.height})")
+        raise BadImage(name, f"image has no pixels ({header.width}x{header.height})")
     if header.pixels > max_pixels:
-        raise BadImage(path, f"image too large: {header.width}x{header.height} = {header.pixels:,} pixels, "
+        raise BadImage(name, f"image too large: {header.width}x{header.height} = {header.pixels:,} pixels, "
                              f"the limit is {max_pixels:,} (max_pixels)")
     return header
 
@@ -107,27 +113,39 @@ def decode(path: str | Path, channels: int, max_pixels: int = MAX_PIXELS) -> np.
     """
     path = Path(path)
     header = read_header(path, max_pixels)
+    return _decode(path, path, header, channels, max_pixels)
+
+
+def decode_bytes(data: bytes | memoryview, name: str, channels: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """:func:`decode` for a file's bytes already in memory (a sample of a LitData chunk): the same
+    checks and decoders, so the pixels are those :func:`decode` gives for the file; errors say ``name``."""
+    data = bytes(data)  # LitData hands out memoryviews, on which `in` looks for an int, not a marker
+    header = _read_header(io.BytesIO(data), name, max_pixels)
+    return _decode(data, name, header, channels, max_pixels)
+
+
+def _decode(source: Path | bytes, name: str | Path, header: Header, channels: int, max_pixels: int) -> np.ndarray:
     try:
-        array = _decode_cv2(path, channels)
+        data = source.read_bytes() if isinstance(source, Path) else source
+        array = _decode_cv2(data, name, channels)
         if array is None:
-            array = _decode_pil(path, channels, max_pixels)
+            array = _decode_pil(source if isinstance(source, Path) else io.BytesIO(data), channels, max_pixels)
     except BadImage:
         raise
     except PermissionError:
-        raise BadImage(path, "unreadable (permission denied)") from None
+        raise BadImage(name, "unreadable (permission denied)") from None
     except Exception as err:  # PIL's OSError/ValueError, cv2.error, MemoryError, ...: a bad file
-        raise BadImage(path, f"cannot decode: {_first_line(err)}") from None
+        raise BadImage(name, f"cannot decode: {_first_line(err)}") from None
     if array.shape[0] * array.shape[1] > max(max_pixels, header.pixels):
         # a file whose header and data disagree (a polyglot): refuse what was not announced
-        raise BadImage(path, f"decoded {array.shape[1]}x{array.shape[0]} pixels, its header says "
+        raise BadImage(name, f"decoded {array.shape[1]}x{array.shape[0]} pixels, its header says "
                              f"{header.width}x{header.height}")
     return array
 
 
-def _decode_cv2(path: Path, channels: int) -> np.ndarray | None:
-    data = path.read_bytes()
+def _decode_cv2(data: bytes, name: str | Path, channels: int) -> np.ndarray | None:
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
-        raise BadImage(path, "cannot decode: truncated JPEG (no end-of-image marker)")
+        raise BadImage(name, "cannot decode: truncated JPEG (no end-of-image marker)")
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR  # 16-bit -> 8, alpha dropped
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if array is None:
@@ -135,8 +153,8 @@ def _decode_cv2(path: Path, channels: int) -> np.ndarray | None:
     return array[:, :, None] if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
 
 
-def _decode_pil(path: Path, channels: int, max_pixels: int) -> np.ndarray:
-    with _open(path, unlimited=Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS) \
+def _decode_pil(source: Path | io.BytesIO, channels: int, max_pixels: int) -> np.ndarray:
+    with _open(source, unlimited=Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS) \
             as image:
         image.load()  # decodes fully: a truncated file fails here, not later
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: keep the top 8 bits

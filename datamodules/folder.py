@@ -325,9 +325,16 @@ class ImageFolderDataModule(ImageDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, targets, bad = batch
-        if bad:
-            if not self.skip_bad:
-                raise DataError(f"{bad[0]}; set skip_bad=true to skip such files, or verify=true to list them all")
-            self.skipped += len(bad)
-            rank_zero_warn(f"skipped {len(bad)} bad file(s) ({self.skipped} so far): {'; '.join(bad)}")
+        report_bad(self, bad, "verify=true to list them all")
         return super().on_after_batch_transfer((images, targets), dataloader_idx)
+
+
+def report_bad(module: Any, bad: list[str], listing: str) -> None:
+    """The bad files (or samples) a batch left out: an error naming the first, or, with the module's
+    ``skip_bad``, counted in ``module.skipped`` with a warning naming them all."""
+    if not bad:
+        return
+    if not module.skip_bad:
+        raise DataError(f"{bad[0]}; set skip_bad=true to skip such files, or {listing}")
+    module.skipped += len(bad)
+    rank_zero_warn(f"skipped {len(bad)} bad file(s) ({module.skipped} so far): {'; '.join(bad)}")
