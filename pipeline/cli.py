@@ -11,6 +11,7 @@ from typing import Callable
 
 import yaml
 
+from .data import data as data_command
 from .user_errors import UsageError, report, writable_file
 
 USAGE = """usage: python -m pipeline COMMAND ...
@@ -31,6 +32,11 @@ model tools:
 
 experiments (the papers' comparisons; experiments/*.yaml):
   experiment NAME [--out DIR] [--results DIR] [--runs A,B] [fit options ...]
+  sweep SPEC.yaml [--out DIR] [--storage URL] [--study NAME] [--workers N] [--trials N] [fit options ...]
+                                    search fit options with Optuna (each trial a fit run), on one or many machines
+
+data at scale (LitData chunks for datamodules.StreamingDataModule):
+  data optimize --root FOLDER --out DIR [--workers N] [--skip-bad]
 """
 
 
@@ -237,9 +243,15 @@ def experiment(argv: list[str]) -> int:
     return run_experiment(argv)
 
 
+def sweep(argv: list[str]) -> int:
+    from .sweep import run_sweep  # imported lazily: Optuna and Lightning are slow to import
+
+    return run_sweep(argv)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {"summary": summary, "zoo": zoo, "import-weights": import_weights,
                                                 "export": export, "blocks": blocks, "experiment": experiment,
-                                                "schema": schema}
+                                                "schema": schema, "data": data_command, "sweep": sweep}
 
 
 TRAINING = ("fit", "validate", "test", "predict")
