@@ -31,7 +31,7 @@ model tools:
   export ARCH.yaml [--weights OUT.pt] --format onnx|torchscript -o FILE
 
 experiments (the papers' comparisons; experiments/*.yaml):
-  experiment NAME [--out DIR] [--results DIR] [--runs A,B] [fit options ...]
+  experiment NAME [--out DIR] [--results DIR] [--runs A,B] [--seeds K] [--workers N] [fit options ...]
   sweep SPEC.yaml [--out DIR] [--storage URL] [--study NAME] [--workers N] [--trials N] [fit options ...]
                                     search fit options with Optuna (each trial a fit run), on one or many machines
 
@@ -238,7 +238,7 @@ def export(argv: list[str]) -> int:
 
 
 def experiment(argv: list[str]) -> int:
-    from .training.experiment import run_experiment  # imported lazily: Lightning is slow to import
+    from .sweep.experiment import run_experiment  # imported lazily: Optuna and Lightning are slow to import
 
     return run_experiment(argv)
 

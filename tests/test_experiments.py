@@ -9,7 +9,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.language import plan_model
-from pipeline.training.experiment import epoch_curves, known_experiments, load_experiment
+from pipeline.sweep.experiment import epoch_curves, known_experiments, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "python -m pipeline experiment degradation"
@@ -38,22 +38,47 @@ def test_bn_placement_variants_differ_only_where_the_norm_sits():
     assert before.params - after.params == 2 * (32 + 64)
 
 
-def test_experiment_smoke_run_writes_plot_and_table(tmp_path, monkeypatch, capsys):
+def test_experiment_is_a_grid_study_over_runs_and_seeds(tmp_path, monkeypatch, capsys):
+    """The README's command, cut to one run x two seeds of two short epochs, on the sweep's engine: every
+    (run, seed) trained once, the curves averaged over seeds; run again, nothing trains twice."""
+    import optuna
+
     monkeypatch.chdir(ROOT)
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    spec = {"title": "tiny", "runs": {"sgd": {"model.arch": str(tmp_path / "tiny.yaml")},
-                                      "adagrad": {"model.arch": str(tmp_path / "tiny.yaml"),
-                                                  "model.optimizer.name": "adagrad", "model.vars": {"classes": 10}}}}
-    (tmp_path / "tiny_exp.yaml").write_text(yaml.safe_dump(spec))
-    rc = main(["experiment", str(tmp_path / "tiny_exp.yaml"), "--out", str(tmp_path / "runs"),
-               "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"])
+    command = "python -m pipeline experiment optimizers --seeds 3 --workers 2 --trainer.max_epochs 12"
+    args = [*shlex.split(command)[3:], "--out", str(tmp_path / "runs"), "--runs", "adagrad", "--seeds", "2",
+            "--workers", "1", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1"]
+    rc = main(args)
     assert rc == 0, capsys.readouterr().err[-2000:]
-    assert (tmp_path / "runs" / "tiny_exp.png").read_bytes()[:4] == b"\x89PNG"
-    table = (tmp_path / "runs" / "tiny_exp.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith(("| sgd |", "| adagrad |"))]
-    assert len(rows) == 2 and all("| 2 |" in r for r in rows), table  # two epochs each
-    curves = epoch_curves(tmp_path / "runs" / "adagrad")
-    assert len(curves["train_err"]) == 2 and all(0 <= e <= 100 for e in curves["train_err"] + curves["val_err"])
+
+    def trials():
+        return optuna.load_study(study_name="optimizers", storage=f"sqlite:///{tmp_path / 'runs' / 'study.db'}"
+                                 ).get_trials()
+    points = sorted((t.params["variant"], t.params["seed_everything"], t.state.name) for t in trials())
+    assert points == [("adagrad", 0, "COMPLETE"), ("adagrad", 1, "COMPLETE")], [t.user_attrs for t in trials()]
+    assert (tmp_path / "runs" / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
+    table = (tmp_path / "runs" / "optimizers.md").read_text()
+    assert next(line for line in table.splitlines() if line.startswith("| adagrad |")).startswith("| adagrad | 2 | 2 |")
+    for t in trials():
+        curves = epoch_curves(Path(t.user_attrs["folder"]))
+        assert len(curves["train_err"]) == 2 and all(0 <= e <= 100 for e in curves["train_err"] + curves["val_err"])
+    assert main(args) == 0 and len(trials()) == 2  # complete: nothing trains again
+
+
+def test_a_claim_is_shown_only_when_every_seed_agrees():
+    from pipeline.sweep.experiment import claim_lines, table
+
+    def run(*final_errors):
+        return {seed: ({"train_err": [90.0, e], "val_err": [90.0, e], "train_loss": [2.0, 1.0]}, 10.0)
+                for seed, e in enumerate(final_errors)}
+    results = {"resnet": run(10, 12, 11), "plain": run(30, 11, 40), "deeper": run(50, 60, 70)}
+    claims = [{"better": "resnet", "worse": "plain", "metric": "train_err"},
+              {"better": "resnet", "worse": "deeper", "metric": "val_err"}]
+    lines = claim_lines(claims, results)
+    assert lines[0] == "- **not shown**: resnet ends with a lower training error than plain (2 of 3 seeds)"
+    assert lines[1] == "- **shown**: resnet ends with a lower validation error than deeper (3 of 3 seeds)"
+    text = table("t", "cmd", results, claims, "t.png")
+    assert "| resnet | 3 | 2 | 11.00% (10.00-12.00) |" in text
 
 
 def test_readme_experiment_command_is_known(monkeypatch):

@@ -29,7 +29,7 @@ def check_fit_options(spec, extra: list[str], out: Path) -> None:
     """The first point of the space, with the fixed and command-line options, must be a valid fit
     config: an unknown or mistyped option ends the sweep here, before any trial."""
     from ..training.cli import run_lightning
-    from .spec import first_point, trial_config
+    from .config import first_point, trial_config
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "check.yaml"
@@ -52,13 +52,15 @@ def check_points(spec) -> None:
     """Every architecture of the space plans with the first value of every other option (variables
     the file does not define, a missing file: one line now rather than a failed trial each)."""
     from .budget import static_figures
-    from .spec import first_point, trial_config
+    from .config import first_point, trial_config
+    from .spec import VARIANT
 
     point = first_point(spec)
     arch = next((d for d in spec.space if d.name == "model.arch"), None)
-    for choice in (arch.choices if arch is not None and arch.kind == "choice" else [None]):
-        params = point if choice is None else {**point, "model.arch": choice}
-        static_figures(trial_config(spec, params), {"macs"})
+    for variant in spec.variants or [None]:  # each variant's net too (experiments: one net per run)
+        for choice in (arch.choices if arch is not None and arch.kind == "choice" else [None]):
+            params = point if choice is None else {**point, "model.arch": choice}
+            static_figures(trial_config(spec, params if variant is None else {**params, VARIANT: variant}), {"macs"})
 
 
 def run_sweep(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ArchError
-from .spec import get_option
+from .config import get_option
 
 
 def _input_shape(plan_input: tuple[int, ...], config: dict) -> tuple[int, ...] | None:

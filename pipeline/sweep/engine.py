@@ -27,7 +27,8 @@ from optuna.exceptions import ExperimentalWarning
 from ..errors import ArchError
 from ..user_errors import UsageError
 from .budget import over_budget, static_figures
-from .spec import STATIC, Spec, get_option, load_spec, make_pruner, make_sampler, set_option, trial_config
+from .config import first_point, get_option, set_option, trial_config
+from .spec import STATIC, Spec, load_spec, make_pruner, make_sampler
 
 REPORT_CALLBACK = "pipeline.sweep.report.SweepPruning"
 LOSSES = ("train/loss", "val/loss")  # a diverged fit that was not stopped still fails its trial
@@ -220,8 +221,6 @@ def stop_when_done(trials: int):
 def work(spec_path: str, trials: int | None, out: str, url: str, study_name: str, extra: list[str],
          worker: int = 0) -> int:
     """One worker: trials until the study has enough (several workers may share the study)."""
-    from .spec import first_point
-
     spec = load_spec(spec_path, trials)
     # plan once now (imports, block registry), so that a trial's budget check takes milliseconds
     static_figures(trial_config(spec, first_point(spec)), {"macs"})

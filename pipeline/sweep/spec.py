@@ -6,8 +6,6 @@ a budget checked from the static plan. Every mistake is one line naming the spec
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,7 +22,9 @@ SAMPLERS = ("tpe", "random", "grid", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 # figures of the static plan (`summary --json`): usable as a budget and as a second objective
 STATIC = {"macs": "MACs per image", "params": "parameters", "train_memory": "training memory in bytes"}
-KEYS = ("config", "metric", "direction", "trials", "space", "fixed", "sampler", "pruner", "budget", "heartbeat", "seed")
+KEYS = ("config", "metric", "direction", "trials", "space", "variants", "fixed", "sampler", "pruner", "budget",
+        "heartbeat", "seed")
+VARIANT = "variant"  # the dimension that picks one of variants: (named sets of fit options)
 DIRECTIONS = ("maximize", "minimize")
 # 1e-3: text to PyYAML (YAML 1.1 wants a dot), a number to YAML 1.2 and editors
 NUMBER_12 = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -75,6 +75,7 @@ class Spec:
     budget: dict[str, float] = field(default_factory=dict)
     heartbeat: int = 60  # seconds between a running trial's heartbeats; twice this and it counts as dead
     seed: int | None = None  # the sampler's seed (worker i uses seed + i, so that workers differ)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its dotted fit options
 
     @property
     def name(self) -> str:
@@ -161,6 +162,20 @@ def _option_name(spec: Path, where: str, name: Any) -> str:
     return name
 
 
+def _variants(path: Path, value: Any) -> dict[str, dict[str, Any]]:
+    """``variants: {plain-20: {model.arch: ...}, ...}``: named sets of fit options, one chosen per trial."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not value or \
+            not all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items()):
+        raise _fail(path, "variants", "expected a mapping of names to mappings of dotted fit options")
+    for name, options in value.items():
+        for key, option in options.items():
+            _option_name(path, f"variants.{name}", key)
+            _plain(path, f"variants.{name}.{key}", option)
+    return value
+
+
 def load_spec(path: str | Path, trials: int | None = None) -> Spec:
     """Read and check a spec file; ``trials`` (from the command line) replaces the file's."""
     path = Path(path)
@@ -197,10 +212,13 @@ def load_spec(path: str | Path, trials: int | None = None) -> Spec:
     if not isinstance(directions, list) or len(directions) != len(metrics) or \
             not all(d in DIRECTIONS for d in directions):
         raise _fail(path, "direction", f"expected maximize or minimize (one per metric), got {data.get('direction')!r}")
-    space = data.get("space")
-    if not isinstance(space, dict) or not space:
+    variants = _variants(path, data.get("variants"))
+    space = data.get("space") or {}
+    if not isinstance(space, dict) or not (space or variants):
         raise _fail(path, "space", "expected a mapping of dotted fit options to choices or ranges")
     dims = [dimension(path, _option_name(path, "space", k), v) for k, v in space.items()]
+    if variants:  # one more choice: which named set of options
+        dims.insert(0, Dimension(VARIANT, "choice", tuple(variants)))
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise _fail(path, "fixed", "expected a mapping of dotted fit options to values")
@@ -230,7 +248,7 @@ def load_spec(path: str | Path, trials: int | None = None) -> Spec:
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _fail(path, "seed", f"expected a whole number, got {seed!r}")
-    spec = Spec(path, config, metrics, directions, 0, dims, fixed, sampler, pruner, budget, heartbeat, seed)
+    spec = Spec(path, config, metrics, directions, 0, dims, fixed, sampler, pruner, budget, heartbeat, seed, variants)
     if sampler == "grid":
         continuous = [d.name for d in dims if d.grid() is None]
         if continuous:
@@ -261,60 +279,3 @@ def make_pruner(name: str):
 
     return {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
             "none": optuna.pruners.NopPruner}[name]()
-
-
-# --- fit configs -------------------------------------------------------------------------------
-
-def set_option(config: dict, name: str, value: Any) -> None:
-    """Set dotted option ``name`` in a fit config, as jsonargparse reads it: a key under a
-    ``class_path``/``init_args`` mapping (``data.batch_size``) is one of its ``init_args``."""
-    node = config
-    parts = name.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, dict) and "class_path" in node and part not in ("class_path", "init_args", "dict_kwargs"):
-            node = node.setdefault("init_args", {})
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    if "class_path" in node and parts[-1] not in ("class_path", "init_args", "dict_kwargs"):
-        node = node.setdefault("init_args", {})
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def get_option(config: dict, name: str, default: Any = None) -> Any:
-    node: Any = config
-    for part in name.split("."):
-        if isinstance(node, dict) and "class_path" in node and part not in node:
-            node = node.get("init_args") or {}
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def base_config(spec: Spec) -> dict:
-    text = spec.config.read_text()
-    check_aliases(text, str(spec.config))
-    try:
-        config = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ArchError(f"{spec.config}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
-    if not isinstance(config, dict):
-        raise ArchError(f"{spec.config}: expected a fit config (a mapping with trainer:, model:, data:)")
-    config.pop("ckpt_path", None)
-    return config
-
-
-def trial_config(spec: Spec, params: dict[str, Any], root: Path | None = None) -> dict:
-    """The complete fit config of one point of the space: base, then fixed options, then the point."""
-    config = base_config(spec)
-    for name, value in itertools.chain(spec.fixed.items(), params.items()):
-        set_option(config, name, value)
-    if root is not None:
-        set_option(config, "trainer.default_root_dir", str(root))
-    return config
-
-
-def first_point(spec: Spec) -> dict[str, Any]:
-    return {d.name: d.first() for d in spec.space}

@@ -187,7 +187,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
         # training accuracy per epoch (of the main head; Mixup's soft targets count by their top class):
-        # the training-error curves of the papers' comparisons (pipeline/training/experiment.py)
+        # the training-error curves of the papers' comparisons (pipeline/sweep/experiment.py)
         logits = output.logits if isinstance(output, TrainOutput) else output
         hard = target if target.dim() == 1 else target.argmax(1)
         self.log("train/acc", (logits.argmax(1) == hard).float().mean(), on_step=False, on_epoch=True, sync_dist=True)
