@@ -58,7 +58,8 @@ def test_experiment_is_a_grid_study_over_runs_and_seeds(tmp_path, monkeypatch, c
     assert points == [("adagrad", 0, "COMPLETE"), ("adagrad", 1, "COMPLETE")], [t.user_attrs for t in trials()]
     assert (tmp_path / "runs" / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
     table = (tmp_path / "runs" / "optimizers.md").read_text()
-    assert next(line for line in table.splitlines() if line.startswith("| adagrad |")).startswith("| adagrad | 2 | 2 |")
+    row = next(line for line in table.splitlines() if line.startswith("| adagrad |"))
+    assert row.split(" | ")[2:4] == ["2", "2"], row  # seeds, epochs
     for t in trials():
         curves = epoch_curves(Path(t.user_attrs["folder"]))
         assert len(curves["train_err"]) == 2 and all(0 <= e <= 100 for e in curves["train_err"] + curves["val_err"])
@@ -69,7 +70,7 @@ def test_a_claim_is_shown_only_when_every_seed_agrees():
     from pipeline.sweep.experiment import claim_lines, table
 
     def run(*final_errors):
-        return {seed: ({"train_err": [90.0, e], "val_err": [90.0, e], "train_loss": [2.0, 1.0]}, 10.0)
+        return {seed: ({"train_err": [90.0, e], "val_err": [90.0, e], "train_loss": [2.0, 1.0]}, 10.0, 2_500_000)
                 for seed, e in enumerate(final_errors)}
     results = {"resnet": run(10, 12, 11), "plain": run(30, 11, 40), "deeper": run(50, 60, 70)}
     claims = [{"better": "resnet", "worse": "plain", "metric": "train_err"},
@@ -78,7 +79,7 @@ def test_a_claim_is_shown_only_when_every_seed_agrees():
     assert lines[0] == "- **not shown**: resnet ends with a lower training error than plain (2 of 3 seeds)"
     assert lines[1] == "- **shown**: resnet ends with a lower validation error than deeper (3 of 3 seeds)"
     text = table("t", "cmd", results, claims, "t.png")
-    assert "| resnet | 3 | 2 | 11.00% (10.00-12.00) |" in text
+    assert "| resnet | 2.50M | 3 | 2 | 11.00% (10.00-12.00) |" in text
 
 
 def test_readme_experiment_command_is_known(monkeypatch):

@@ -82,8 +82,8 @@ def sweep_spec(path: Path, spec: dict, runs: dict, seeds: int) -> dict:
             "space": {"seed_everything": list(range(seeds))}, "trials": len(runs) * seeds}
 
 
-def collect(study) -> dict[str, dict[int, tuple[dict[str, list[float]], float]]]:
-    """run -> seed -> (curves, seconds) of the study's completed trials."""
+def collect(study) -> dict[str, dict[int, tuple[dict[str, list[float]], float, int]]]:
+    """run -> seed -> (curves, seconds, MACs per image) of the study's completed trials."""
     from optuna.trial import TrialState
 
     found: dict[str, dict[int, tuple]] = {}
@@ -91,7 +91,7 @@ def collect(study) -> dict[str, dict[int, tuple[dict[str, list[float]], float]]]
         if t.state == TrialState.COMPLETE:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
             found.setdefault(t.params["variant"], {})[t.params["seed_everything"]] = \
-                (epoch_curves(Path(t.user_attrs["folder"])), seconds)
+                (epoch_curves(Path(t.user_attrs["folder"])), seconds, int(t.user_attrs.get("macs", 0)))
     return found
 
 
@@ -111,7 +111,7 @@ def plot(title: str, results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, (key, label) in zip(axes, ERRORS.items()):
         for run, seeds in results.items():
-            mean, low, high = band([curves[key] for curves, _ in seeds.values()])
+            mean, low, high = band([curves[key] for curves, *_ in seeds.values()])
             epochs = range(1, len(mean) + 1)
             line, = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{run} ({len(seeds)} seeds)")
             if len(seeds) > 1:
@@ -124,8 +124,28 @@ def plot(title: str, results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_macs(title: str, results: dict, path: Path) -> None:
+    """Final validation error against MACs per image, one point per run (mean over seeds, range as a bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for run, seeds in results.items():
+        errors = final(seeds, "val_err")
+        macs = next(iter(seeds.values()))[2]
+        mean = statistics.fmean(errors)
+        ax.errorbar([macs], [mean], yerr=[[mean - min(errors)], [max(errors) - mean]], marker="o", capsize=3)
+        ax.annotate(run, (macs, mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xscale="log", xlabel="MACs per image", ylabel="final validation error (%)", title=title)
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def final(seeds: dict, key: str) -> list[float]:
-    return [curves[key][-1] for curves, _ in seeds.values() if curves[key]]
+    return [curves[key][-1] for curves, *_ in seeds.values() if curves[key]]
 
 
 def spread(values: list[float], unit: str = "%", digits: int = 2) -> str:
@@ -141,7 +161,8 @@ def claim_lines(claims: list[dict], results: dict) -> list[str]:
     for c in claims:
         better, worse, key = results.get(c["better"], {}), results.get(c["worse"], {}), c["metric"]
         seeds = sorted(set(better) & set(worse))
-        holds = [better[s][0][key][-1] < worse[s][0][key][-1] for s in seeds if better[s][0][key] and worse[s][0][key]]
+        holds = [better[s][0][key][-1] < worse[s][0][key][-1] for s in seeds
+                 if better[s][0][key] and worse[s][0][key]]
         verdict = "**shown**" if holds and all(holds) else "**not shown**"
         lines.append(f"- {verdict}: {c['better']} ends with a lower {ERRORS[key][:-4]} than {c['worse']} "
                      f"({sum(holds)} of {len(holds)} seeds)")
@@ -151,13 +172,14 @@ def claim_lines(claims: list[dict], results: dict) -> list[str]:
 def table(title: str, command: str, results: dict, claims: list[dict], image: str) -> str:
     lines = [f"# {title}", "", f"Made by `{command}`.", "", f"![curves]({image})", "",
              "Mean over seeds, (lowest-highest) in brackets.", "",
-             "| run | seeds | epochs | final training error | final validation error | best validation error | "
-             "final training loss | time per run |", "|---|---|---|---|---|---|---|---|"]
+             "| run | MACs | seeds | epochs | final training error | final validation error | best validation error | "
+             "final training loss | time per run |", "|---|---|---|---|---|---|---|---|---|"]
     for run, seeds in results.items():
-        epochs = min(len(curves["train_err"]) for curves, _ in seeds.values())
-        best = [min(curves["val_err"]) for curves, _ in seeds.values() if curves["val_err"]]
-        seconds = [s for _, s in seeds.values()]
-        lines.append(f"| {run} | {len(seeds)} | {epochs} | {spread(final(seeds, 'train_err'))} | "
+        epochs = min(len(curves["train_err"]) for curves, *_ in seeds.values())
+        best = [min(curves["val_err"]) for curves, *_ in seeds.values() if curves["val_err"]]
+        seconds = [s for _, s, _ in seeds.values()]
+        macs = next(iter(seeds.values()))[2]
+        lines.append(f"| {run} | {macs / 1e6:.2f}M | {len(seeds)} | {epochs} | {spread(final(seeds, 'train_err'))} | "
                      f"{spread(final(seeds, 'val_err'))} | {spread(best)} | "
                      f"{spread(final(seeds, 'train_loss'), '', 4)} | {statistics.fmean(seconds):.0f} s |")
     if claims:
@@ -208,6 +230,8 @@ def run_experiment(argv: list[str]) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     claims = [c for c in spec.get("claims") or [] if c["better"] in runs and c["worse"] in runs]
     plot(spec.get("title", name), results, results_dir / f"{name}.png")
+    if len({next(iter(seeds.values()))[2] for seeds in results.values()}) > 1:  # runs of different cost
+        plot_macs(spec.get("title", name), results, results_dir / f"{name}_macs.png")
     command = shlex.join(["python", "-m", "pipeline", "experiment", *argv])
     (results_dir / f"{name}.md").write_text(table(spec.get("title", name), command, results, claims, f"{name}.png"))
     print(f"[{name}] wrote {results_dir / f'{name}.png'} and {results_dir / f'{name}.md'}")
