@@ -221,7 +221,13 @@ def export(argv: list[str]) -> int:
     from .export import export as write, net_weights
     from .language.graph import materialize
 
-    model = materialize(plan_with_input(args.arch, args.input, args.var))
+    plan = plan_with_input(args.arch, args.input, args.var)
+    import torch
+
+    from .memory import check_memory
+
+    check_memory(plan, 1, torch.device("cpu"), "32", False, args.arch, override="")  # traced at batch 1
+    model = materialize(plan)
     what = "random weights"
     if args.weights:
         try:

@@ -111,3 +111,12 @@ def test_onnx_export_without_the_onnx_package_says_what_to_install(tmp_path, mon
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and 'pip install -e ".[export]"' in err
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_export_at_an_input_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
+    from pipeline.cli import main
+
+    rc = main(["export", str(ROOT / "architectures" / "resnet18.yaml"), "--format", "onnx", "-o",
+               str(tmp_path / "n.onnx"), "--input", "3,1000000,1000000"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "needs at least" in err and "GB available" in err and err.count("\n") == 0, err

@@ -17,7 +17,7 @@ LAYERS = [
     ["pipeline.blocks"],
     ["pipeline.language"],
     ["pipeline.convert", "pipeline.export", "pipeline.summary", "pipeline.analysis", "pipeline.diagram",
-     "pipeline.schema", "pipeline.reference"],  # model tools: no Lightning
+     "pipeline.schema", "pipeline.reference", "pipeline.memory"],  # model tools: no Lightning
     ["datamodules"],
     ["pipeline.evaluation"],
     ["pipeline.training"],

@@ -540,3 +540,21 @@ def test_a_compressed_checkpoint_is_refused_before_it_is_inflated(command, zip_b
     err = capsys.readouterr().err.strip().splitlines()
     assert "compressed, which torch.save never writes" in err[-1] and str(zip_bomb) in err[-1], err
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--data.image_size", "100000"], "node 'conv1' alone outputs 32x100000x100000 per sample"),
+    (["--model.arch", "UPSAMPLE"], "node 'up' alone outputs 1x160000x160000 per sample"),
+])
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_allocation(options, words, tmp_path, capsys):
+    from conftest import time_limit
+
+    up = tmp_path / "up.yaml"
+    up.write_text("input: [1, 8, 8]\nvars: {classes: 10}\nnodes:\n  up: {block: upsample, scale: 20000}\n"
+                  "  pool: global_pool\n  fc: {block: linear, out: classes}\n")
+    options = [str(up) if o == "UPSAMPLE" else o for o in options]
+    with time_limit(60):  # not minutes of decoding into swap
+        rc = main(["fit", "--config", "lightning_config.yaml", *options, "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and words in err[-1] and "GB available" in err[-1] and "--memory_check false" in err[-1], err
+    assert not list(tmp_path.glob("version_*"))

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from ..checkpoints import allow_checkpoint_globals, load_file, save_atomic
 from ..errors import ArchError
 from ..evaluation import EvalConfig, EvaluationData, EvaluationReport, PredictionWriter
+from ..memory import check_memory
 from ..user_errors import UsageError
 from .datafit import adaptation_line, checkpoint_input, declared_input, drop_leaked, follow_net
 from .distributed import SyncBatchNormPlugin
@@ -80,6 +81,9 @@ class PipelineCLI(LightningCLI):
         parser.add_class_arguments(EnsembleConfig, "ensemble")
         # preemption signals, mid-epoch last.ckpt, generator states: --fault_tolerance.every_n_steps N
         parser.add_lightning_class_args(FaultTolerance, "fault_tolerance")
+        parser.add_argument("--memory_check", type=bool, default=True,
+                            help="refuse, before any allocation, a run whose tensors cannot fit in the memory "
+                                 "available (a lower bound from the plan: input and node outputs of a batch)")
 
     @staticmethod
     def root(config) -> Path:
@@ -121,6 +125,19 @@ class PipelineCLI(LightningCLI):
         line = adaptation_line(*self.declared, shape, self.subcommand) if hasattr(self, "declared") and shape else None
         if line and self.trainer.is_global_zero:
             print(line, file=sys.stderr)
+        self.check_memory()
+
+    def check_memory(self) -> None:
+        """Before the data is read or a tensor made (pipeline/memory.py): on this machine's memory for a CPU
+        run; a GPU's free memory is asked by each process once it runs (cuda is not started here)."""
+        batch = getattr(self.datamodule, "batch_size", None)
+        plan = getattr(self.model, "plan", None)
+        if not self.section(self.config, "memory_check") or not isinstance(batch, int) or plan is None:
+            return
+        device = self.trainer.strategy.root_device
+        if device.type == "cpu":
+            check_memory(plan, batch, device, str(self.trainer.precision), self.subcommand == "fit",
+                         str(self.model.hparams.get("arch", "the net")))
 
     def instantiate_classes(self) -> None:
         """LightningCLI's steps (config -> data, model -> Trainer), with one between model and Trainer:
@@ -145,6 +162,8 @@ class PipelineCLI(LightningCLI):
         callbacks = with_throughput(self.subcommand, callbacks)
         if not any(isinstance(c, CpuThreads) for c in callbacks):
             callbacks.append(CpuThreads())  # threads from the CPUs this process may use (threads.py)
+        if self.section(self.config, "memory_check"):
+            callbacks.append(GpuMemoryCheck(self.subcommand == "fit"))  # CPU runs: checked before (check_memory)
         run = Path(defaults["logger"][0].log_dir) if defaults.get("logger") else root
         if self.subcommand in EVALUATING and self.section(self.config, "ckpt_path"):
             run = Path(self.section(self.config, "ckpt_path")).parent.parent  # the evaluated run's (nothing is saved)
@@ -219,6 +238,21 @@ class PipelineCLI(LightningCLI):
         if self.subcommand == "predict":
             return PredictionWriter(reports, evaluation.top_k)
         return EvaluationReport(reports)
+
+
+class GpuMemoryCheck(Callback):
+    """The check on a GPU, in each process once it has its device: asking the driver for free memory
+    before the launch would start CUDA in the launching process."""
+
+    def __init__(self, training: bool) -> None:
+        self.training = training
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        batch, plan = getattr(trainer.datamodule, "batch_size", None), getattr(pl_module, "plan", None)
+        device = trainer.strategy.root_device
+        if device.type == "cuda" and isinstance(batch, int) and plan is not None:
+            check_memory(plan, batch, device, str(trainer.precision), self.training,
+                         str(pl_module.hparams.get("arch", "the net")))
 
 
 def trainer_hint(err: Exception) -> str:

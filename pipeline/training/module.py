@@ -112,6 +112,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         if num_classes is not None:
             overrides["classes"] = num_classes
         plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
+        self.plan = plan  # shapes of every node: the CLI's memory check reads them before any allocation
         self.net = materialize(plan)
         try:
             self.net.set_aux_weights(dict(aux_weights or {}))
