@@ -52,3 +52,21 @@ def test_every_other_readme_command_is_run_by_a_test():
     sources = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_readme.py")
     missing = [c for c in readme_commands() if c.split()[3] != "summary" and f'"{c}"' not in sources]
     assert not missing, "README commands no test runs:\n" + "\n".join(missing)
+
+
+def test_readme_summary_sample_is_what_summary_prints(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    start = README.index("    python -m pipeline summary architectures/lenet5.yaml\n")
+    block, started = [], False
+    for line in README[start:].splitlines()[1:]:
+        if line.startswith("    "):
+            started = True
+            block.append(line[4:])
+        elif started and line.strip():
+            break
+    assert main(["summary", "architectures/lenet5.yaml"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line for line in block if line.strip() and line != "..."]
+    assert len(shown) >= 8
+    for line in shown:  # a line cut short with "...)" matches the start of the printed one
+        assert any(p == line or (line.endswith("...)") and p.startswith(line[:-4])) for p in printed), line
