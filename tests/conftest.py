@@ -138,7 +138,7 @@ def pytest_configure(config):
 # sees node ids) and the controller's scheduler, a load-scope one, keeps each group together and
 # spreads every other test singly. Node ids stay as they are (--lf and pasted ids keep working).
 SESSION_SHARED = ("digits_run",)  # one group across modules
-MODULE_SHARED = ("run", "ddp_runs")  # one group per module that defines them
+MODULE_SHARED = ("run", "ddp_runs", "optimized")  # one group per module that defines them
 GROUPS = "PIPELINE_TEST_GROUPS"  # environment variable: the file that carries the groups
 
 
