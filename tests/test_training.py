@@ -348,3 +348,17 @@ def test_compile_option_trains_and_keeps_checkpoint_keys(tmp_path):
     x = torch.randn(3, 3, 8, 8)
     assert torch.allclose(model(x), eager(x), atol=1e-5)
     assert model.net._compiled_call_impl is not None  # the compiled path, not a silent fallback
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_is_warned_about(tmp_path):
+    """Adam at a learning rate of 1e6 trains to finite garbage: said once, the run goes on."""
+    arch = tmp_path / "net.yaml"
+    arch.write_text("input: [3, 8, 8]\nvars: {classes: 4}\nnodes:\n  c: {block: conv, out: 8}\n  p: global_pool\n"
+                    "  fc: {block: linear, out: classes}\n")
+    model = ClassifierModule(str(arch), num_classes=4, optimizer={"name": "adam", "lr": 1e6},
+                             scheduler={"name": "none"})
+    trainer = L.Trainer(max_steps=14, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    with pytest.warns(UserWarning, match=r"the training loss grew from .* \(first step\) .* learning rate \(1e\+06\) is probably too high"):
+        trainer.fit(model, SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=4))
+    assert trainer.global_step == 14  # it went on

@@ -194,6 +194,12 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
 
 def load_yaml_file(path: str | Path) -> Any:
     path = Path(path)
+    # a regular file of bounded size: /dev/zero would be read until memory runs out, a named pipe
+    # would block until something writes to it
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise ArchError(f"{path}: not a regular file (a device, a pipe or a socket); expected an architecture file")
+    if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+        raise ArchError(f"file is larger than {MAX_FILE_BYTES // 1024} KiB", Loc(str(path), 1, 1))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

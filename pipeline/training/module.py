@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,9 +182,11 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         images, target = batch
         output = self.net(self._layout(images))
         loss, parts = classification_loss(output, target, self.label_smoothing)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+        value = float(loss.detach())  # one host sync per step, for both checks
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss is {value} at step {self.global_step} (epoch {self.current_epoch}); "
                                    f"{last_finite_message(self.trainer)}")
+        self._watch_growth(value)
         # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
@@ -193,6 +196,21 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         hard = target if target.dim() == 1 else target.argmax(1)
         self.log("train/acc", (logits.argmax(1) == hard).float().mean(), on_step=False, on_epoch=True, sync_dist=True)
         return loss
+
+    GROWTH = 100.0  # a loss this many times the first step's is diverging, though still finite
+
+    def _watch_growth(self, value: float) -> None:
+        """Warn once when the loss grows by orders of magnitude over the first step's (before any update:
+        about ln(classes)); Adam at lr 1e6 trains to a finite 3.5e9 without a word otherwise."""
+        first = getattr(self, "_first_loss", None)
+        if first is None:
+            self._first_loss = value
+        # against at least a chance-level loss, ln(classes): a resumed run's first loss is already small
+        elif value > self.GROWTH * max(first, math.log(self.num_classes)) and not getattr(self, "_warned", False):
+            self._warned = True
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            rank_zero_warn(f"the training loss grew from {first:.3g} (first step) to {value:.3g} at step "
+                           f"{self.global_step}: the learning rate ({lr:.3g}) is probably too high; the run goes on")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_net(checkpoint, self.net, self.hparams.arch)  # one line, not Lightning's size-mismatch dump

@@ -36,6 +36,8 @@ def check_config_files(argv: list[str]) -> None:
             path = Path(arg.partition("=")[2])
         else:
             continue
+        if path.exists() and not path.is_file():  # a pipe would block, /dev/zero would fill the memory
+            raise UsageError(f"--config {path}: not a regular file; expected a YAML config file")
         if not path.is_file():
             continue  # jsonargparse words a missing file (or takes a YAML string)
         if path.stat().st_size > MAX_CONFIG_BYTES:
