@@ -9,7 +9,7 @@ import pytest
 from pipeline import build_model
 from pipeline.blocks import BLOCKS
 from pipeline.cli import main
-from pipeline.language.values import _FUNCS
+from pipeline.language.expr import _FUNCS
 from pipeline.reference import block_rows, docstring_args, markdown
 
 ROOT = Path(__file__).resolve().parents[1]

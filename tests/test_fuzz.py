@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from conftest import TooSlow, time_limit
 from pipeline import ArchError, plan_model
 from pipeline.blocks import BLOCKS
-from pipeline.language.values import MAX_MAGNITUDE, Scope, resolve
+from pipeline.language.expr import MAX_MAGNITUDE
+from pipeline.language.values import Scope, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = re.compile(r"^(?P<file>[^\n]+?):(?P<line>\d+):(?P<col>\d+): ")

@@ -22,11 +22,6 @@ Shape = tuple[int, ...]
 Size = int | list[int]  # one size for every spatial dimension, or one per dimension ([h, w] in 2-D)
 MAX_LAYERS = 1000  # layers one block builds from a count argument (DenseNet-264's largest block has 64)
 
-NormKind = Literal["batch", "layer", "layer2d", "instance", "group", "none"]
-ActKind = Literal["relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "swish", "mish", "sigmoid",
-                  "tanh", "hardswish", "hardsigmoid", "softplus", "prelu", "none"]
-
-
 class Block(nn.Module):
     """Base of all blocks. Subclasses implement ``__init__(in_shape, *, args...)`` and ``forward``."""
 
@@ -170,31 +165,35 @@ class SampleLayerNorm(nn.Module):
         return F.layer_norm(x, x.shape[1:], eps=self.eps) * self.weight.view(shape) + self.bias.view(shape)
 
 
-def norm_layer(kind: str, channels: int, nd: int, eps: float = 1e-5, groups: int = 32) -> nn.Module:
-    """A normalisation layer by name; ``nd`` is the number of spatial dims (0 for flat inputs)."""
-    if kind == "none":
-        return nn.Identity()
-    if kind == "batch":
-        return (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd](channels, eps=eps)
-    if kind in ("layer", "layer2d") and nd == 0:  # a flat input: both are LayerNorm over its features
-        return nn.LayerNorm(channels, eps=eps)
-    if kind == "layer":
-        return SampleLayerNorm(channels, eps=eps)
-    if kind == "layer2d":  # over the channels at each position (ConvNeXt, timm's LayerNorm2d)
-        return ChannelLayerNorm(channels, eps=eps)
-    if kind == "instance":
-        if nd == 0:
-            raise BlockError("instance norm needs a spatial input")
-        return (None, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[nd](channels, eps=eps, affine=True)
-    if kind == "group":
-        groups = min(groups, channels)
-        if channels % groups:
-            raise BlockError(f"group norm: {channels} channels are not divisible into {groups} groups")
-        return nn.GroupNorm(groups, channels, eps=eps)
-    raise BlockError(f"unknown norm '{kind}'")
+def _instance_norm(channels: int, nd: int, eps: float, groups: int) -> nn.Module:
+    if nd == 0:
+        raise BlockError("instance norm needs a spatial input")
+    return (None, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[nd](channels, eps=eps, affine=True)
 
 
-_ACTS: dict[str, Callable[[], nn.Module]] = {
+def _group_norm(channels: int, nd: int, eps: float, groups: int) -> nn.Module:
+    groups = min(groups, channels)
+    if channels % groups:
+        raise BlockError(f"group norm: {channels} channels are not divisible into {groups} groups")
+    return nn.GroupNorm(groups, channels, eps=eps)
+
+
+# The one list of norm names: NormKind (the YAML schema) is made from it. Each entry takes
+# (channels, nd, eps, groups); nd is the number of spatial dims, 0 for a flat input, where both
+# layer norms are LayerNorm over its features.
+NORMS: dict[str, Callable[[int, int, float, int], nn.Module]] = {
+    "batch": lambda c, nd, eps, _: (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd](c, eps=eps),
+    "layer": lambda c, nd, eps, _: nn.LayerNorm(c, eps=eps) if nd == 0 else SampleLayerNorm(c, eps=eps),
+    # over the channels at each position (ConvNeXt, timm's LayerNorm2d)
+    "layer2d": lambda c, nd, eps, _: nn.LayerNorm(c, eps=eps) if nd == 0 else ChannelLayerNorm(c, eps=eps),
+    "instance": _instance_norm,
+    "group": _group_norm,
+    "none": lambda *_: nn.Identity(),
+}
+
+# The one list of activation names: ActKind is made from it. In place where the layer allows it;
+# act_layer turns that off where the input must survive.
+ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "relu6": lambda: nn.ReLU6(inplace=True),
     "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
@@ -212,10 +211,21 @@ _ACTS: dict[str, Callable[[], nn.Module]] = {
     "none": nn.Identity,
 }
 
+# Literal[("a", "b")] is Literal["a", "b"]: the choices in the tables' order (messages list them so)
+NormKind = Literal[tuple(NORMS)]  # type: ignore[valid-type]
+ActKind = Literal[tuple(ACTS)]  # type: ignore[valid-type]
+
+
+def norm_layer(kind: str, channels: int, nd: int, eps: float = 1e-5, groups: int = 32) -> nn.Module:
+    """A normalisation layer by name; ``nd`` is the number of spatial dims (0 for flat inputs)."""
+    if kind not in NORMS:
+        raise BlockError(f"unknown norm '{kind}'")
+    return NORMS[kind](channels, nd, eps, groups)
+
 
 def act_layer(kind: str, inplace: bool = True) -> nn.Module:
     """An activation by name. In-place is only safe right after a layer that made a fresh tensor."""
-    layer = _ACTS[kind]()
+    layer = ACTS[kind]()
     if not inplace and hasattr(layer, "inplace"):
         layer.inplace = False
     return layer

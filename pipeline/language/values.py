@@ -1,4 +1,4 @@
-"""Variables, the safe arithmetic evaluator, and typing of argument values.
+"""Variables and typing of argument values.
 
 A value in a file is interpreted by the type of the place that finally consumes it, in the
 scope where it was written:
@@ -10,29 +10,21 @@ scope where it was written:
 
 Variables are bound lazily (a binding is the raw value plus the scope it was written in), which
 is what lets a composite block pass ``out: 2*w`` down to a parameter and have ``w`` looked up in
-the caller's scope. Expressions are parsed with :mod:`ast` and walked over a short allow-list of
-node types; nothing is ever executed.
+the caller's scope. Expressions are evaluated by ``expr``, which reads variables through here.
 """
 from __future__ import annotations
 
-import ast
-import math
-import operator
 import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from ..errors import ArchError, Loc, close_matches
-from ..blocks.base import make_divisible
+from .expr import MAX_LIST_ITEMS, Evaluator, UnknownVariable, check_number, list_items, show_number
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR_REF = re.compile(r"^\$\{(.*)\}$", re.S)
-MAX_EXPR_CHARS = 300
-MAX_MAGNITUDE = 10**15  # larger numbers are never a sensible width, depth or kernel
-MAX_ROUND_DIGITS = 64  # round(x, n): 10**n is computed, so |n| must stay small
-MAX_LIST_ITEMS = 100_000  # values in one evaluated list, nested lists included
 
 
 @dataclass(frozen=True)
@@ -83,161 +75,19 @@ def _undefined(name: str, scope: "Scope") -> str:
     return f"undefined variable '{name}'{close_matches(name, names)}"
 
 
-def show_number(value: int | float) -> str:
-    """A number for a message; one too long to print (Python refuses > 4300 digits) by its size."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
-        return f"{'-' if value < 0 else ''}a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    return repr(value)
-
-
-def check_number(value: Any) -> str | None:
-    """Why ``value`` (a number) is unusable, or None: infinite, not a number, or beyond MAX_MAGNITUDE."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{value} is not a finite number"
-    if abs(value) > MAX_MAGNITUDE:
-        return f"{show_number(value)} is out of range (the magnitude must be at most 10**15)"
-    return None
-
-
-def _list_items(value: Any) -> int:
-    """Number of values in a (nested) list, counting up to just past MAX_LIST_ITEMS."""
-    count, stack = 0, [value]
-    while stack and count <= MAX_LIST_ITEMS:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, list):
-            stack.extend(item)
-    return count
-
-
-def _round(value: int | float, ndigits: int | None = None) -> int | float:
-    if ndigits is not None and not isinstance(ndigits, bool) and isinstance(ndigits, int) \
-            and abs(ndigits) > MAX_ROUND_DIGITS:
-        raise ValueError(f"the number of digits must be between -{MAX_ROUND_DIGITS} and {MAX_ROUND_DIGITS}, "
-                         f"got {show_number(ndigits)}")
-    return round(value, ndigits)
-
-
-# ---------------------------------------------------------------------------------------------
-# arithmetic
-
-
-_BINOPS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge}
-_FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "float": float,
-          "make_divisible": make_divisible}
-
-
-class _Evaluator:
-    def __init__(self, text: str, scope: Scope, loc: Loc | None, stack: tuple, what: str):
-        self.text, self.scope, self.loc, self.stack, self.what = text, scope, loc, stack, what
-
-    def fail(self, message: str) -> ArchError:
-        return ArchError(f"{self.what}: in expression '{self.text}': {message}", self.loc)
-
-    def run(self) -> Any:
-        if len(self.text) > MAX_EXPR_CHARS:
-            raise self.fail(f"longer than {MAX_EXPR_CHARS} characters")
-        try:
-            tree = ast.parse(self.text.replace("$", "").strip(), mode="eval")
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            raise self.fail("not a valid arithmetic expression") from None
-        try:
-            return self.visit(tree.body)
-        except RecursionError:
-            raise self.fail("nested too deeply") from None
-
-    def check(self, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
-                raise self.fail(f"result {show_number(value)} is out of range (the magnitude must be at most 10**15)")
-        elif isinstance(value, complex):  # (-8) ** 0.5
-            raise self.fail("the result is not a real number")
-        elif isinstance(value, list) and _list_items(value) > MAX_LIST_ITEMS:
-            raise self.fail(f"a list of more than {MAX_LIST_ITEMS} values")
-        return value
-
-    def visit(self, node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return self.check(node.value)
-        if isinstance(node, ast.Name):
-            value = self.name(node.id)
-            return value if isinstance(value, list) else self.check(value)  # lists were checked when built
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            left, right = self.number(node.left), self.number(node.right)
-            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_MAGNITUDE):
-                raise self.fail("exponent out of range")
-            try:
-                return self.check(_BINOPS[type(node.op)](left, right))
-            except ZeroDivisionError:
-                raise self.fail("division by zero") from None
-            except (OverflowError, ValueError):  # float overflow; int ** huge: too many digits to build
-                raise self.fail("result out of range") from None
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return self.check(_UNARY[type(node.op)](self.number(node.operand)))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-            func = _FUNCS.get(node.func.id)
-            if func is None:
-                raise self.fail(f"unknown function '{node.func.id}'; allowed: {', '.join(_FUNCS)}")
-            args = [self.visit(a) for a in node.args]
-            if len(args) == 1 and isinstance(args[0], list) and func in (min, max):
-                args = args[0]
-            if not args or not all(isinstance(a, (int, float)) for a in args):
-                raise self.fail(f"{node.func.id}() needs numbers")
-            try:
-                return self.check(func(*args))
-            except ZeroDivisionError:
-                raise self.fail(f"{node.func.id}(): division by zero") from None
-            except (TypeError, ValueError, OverflowError) as err:
-                raise self.fail(f"{node.func.id}(): {err}") from None
-        if isinstance(node, ast.Subscript):
-            seq, index = self.visit(node.value), self.visit(node.slice)
-            if not isinstance(seq, list):
-                raise self.fail("only a list can be indexed")
-            if not isinstance(index, int) or isinstance(index, bool):
-                raise self.fail("a list index must be an integer")
-            if not -len(seq) <= index < len(seq):
-                raise self.fail(f"index {index} is out of range for a list of {len(seq)}")
-            return seq[index]
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return self.check([self.visit(e) for e in node.elts])
-        if isinstance(node, ast.IfExp):  # `2 if i == 0 else 1`: the first block of a stage differs
-            return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
-        if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
-            left = self.number(node.left)
-            for op, right_node in zip(node.ops, node.comparators):
-                right = self.number(right_node)
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        raise self.fail(f"'{ast.unparse(node)}' is not allowed (only numbers, variables, + - * / // % **, "
-                        "comparisons, 'a if cond else b', parentheses, list indexing and min/max/round/int/abs/make_divisible)")
-
-    def number(self, node: ast.AST) -> int | float:
-        value = self.visit(node)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"'{ast.unparse(node)}' is not a number")
-        return value
-
-    def name(self, name: str) -> Any:
-        binding = self.scope.lookup(name)
+def _variables(scope: Scope, stack: tuple) -> Callable[[str], Any]:
+    """How an expression written in ``scope`` reads a variable; ``stack`` holds the variables being
+    resolved, to catch a cycle."""
+    def variable(name: str) -> Any:
+        binding = scope.lookup(name)
         if binding is None:
-            raise self.fail(_undefined(name, self.scope))
+            raise UnknownVariable(_undefined(name, scope))
         key = (name, id(binding))
-        if key in self.stack:
-            raise self.fail(_cycle(self.stack, key))
-        return _resolve_binding(binding, Any, binding.loc, f"variable '{name}'", self.stack + (key,), True)
+        if key in stack:
+            raise UnknownVariable(_cycle(stack, key))
+        return _resolve_binding(binding, Any, binding.loc, f"variable '{name}'", stack + (key,), True)
+
+    return variable
 
 
 def _resolve_binding(binding: Binding, tp: Any, loc: Loc | None, what: str, stack: tuple, numeric: bool) -> Any:
@@ -314,10 +164,10 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     origin = get_origin(tp)
     if tp is Any:
         if isinstance(raw, str) and numeric:
-            return _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
+            return Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if isinstance(raw, list):
             value = [resolve(v, Any, scope, _item_loc(raw, i, loc), what, stack, numeric) for i, v in enumerate(raw)]
-            if _list_items(value) > MAX_LIST_ITEMS:
+            if list_items(value) > MAX_LIST_ITEMS:
                 raise ArchError(f"{what}: a list of more than {MAX_LIST_ITEMS} values", loc)
             return value
         return raw
@@ -346,7 +196,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     if origin in (list, tuple):
         args = get_args(tp)
         if isinstance(raw, str):  # e.g. "widths" in a numeric context, or "[k, 2*k]"
-            raw = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
+            raw = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if not isinstance(raw, list):
             raise ArchError(f"{what}: expected {_type_name(tp)}, got {describe(raw)}", loc)
         fixed = origin is tuple and Ellipsis not in args
@@ -359,7 +209,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     if tp in (int, float):
         value = raw
         if isinstance(raw, str):
-            value = _Evaluator(raw, scope, loc, _guard(stack, raw, loc, what), what).run()
+            value = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
             raise ArchError(f"{what}: expected {_type_name(tp)}, got {shown}", loc)
