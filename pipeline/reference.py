@@ -4,16 +4,20 @@ keeps equal.
 
 An argument's meaning comes from its block's docstring (an ``Args:`` section) or, for arguments many
 blocks share, from ``GLOSSARY`` below; names with a block prefix (``dense.growth``) are that block's.
+Its bounds come from its type hint (``blocks.ranges``). ``pipeline.schema`` builds the JSON Schema's
+descriptions (the editor's hover text) from ``block_rows`` too, so the README and the editor say the same.
 """
 from __future__ import annotations
 
 import inspect
 import re
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+import typing
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from .blocks import BLOCKS
 from .blocks.base import ActKind, NormKind
+from .blocks.ranges import Range
 
 GLOSSARY = {
     "out": "output channels",
@@ -130,21 +134,45 @@ def docstring_args(cls: type) -> dict[str, str]:
 NAMED_TYPES = {ActKind: "activation", NormKind: "norm"}  # long choice lists, listed once above the blocks
 
 
+def argument_hints(cls: type) -> dict[str, Any]:
+    """A block's constructor hints with their ``Annotated`` bounds (the loader reads them without)."""
+    return typing.get_type_hints(cls.__init__, include_extras=True)
+
+
+def bounds(tp: Any) -> list[Range]:
+    """The distinct ``Range`` bounds anywhere in a type hint (``int >= 1 | list[int >= 1]`` has one)."""
+    if get_origin(tp) is Annotated:
+        return [m for m in tp.__metadata__ if isinstance(m, Range)]
+    found: list[Range] = []
+    for arg in get_args(tp):
+        found += [r for r in bounds(arg) if r not in found]
+    return found
+
+
 def type_text(tp: Any) -> str:
+    """The hint in the reference's words, with its bound: "int or [h, w], >= 1"."""
+    ranges = bounds(tp)
+    text = _plain_type_text(tp)
+    return f"{text}, {ranges[0].text()}" if len(ranges) == 1 else text
+
+
+def _plain_type_text(tp: Any) -> str:
+    if get_origin(tp) is Annotated:
+        return _plain_type_text(get_args(tp)[0])
     if tp in NAMED_TYPES:
         return NAMED_TYPES[tp]
     origin = get_origin(tp)
     if origin is Literal:
         return " \\| ".join(str(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
-        parts = [type_text(a) for a in get_args(tp) if a is not type(None)]
+        parts = [_plain_type_text(a) for a in get_args(tp) if a is not type(None)]
         text = "int or [h, w]" if parts == ["int", "list of int"] else " or ".join(parts)
         return text + " or null" if type(None) in get_args(tp) else text
     if origin in (list, tuple):
         args = [a for a in get_args(tp) if a is not Ellipsis]
         if origin is tuple and Ellipsis not in get_args(tp):
-            return f"[{', '.join(type_text(a) for a in args)}]"
-        return f"list of {type_text(args[0]) if args else 'values'}"
+            return f"[{', '.join(_plain_type_text(a) for a in args)}]"
+        return f"list of {_plain_type_text(args[0]) if args else 'values'}"
     return {int: "int", float: "number", bool: "bool", str: "string", dict: "mapping"}.get(tp, str(tp))
 
 
@@ -162,16 +190,17 @@ def meaning(block: str, arg: str, documented: dict[str, str]) -> str | None:
     return documented.get(arg) or GLOSSARY.get(f"{block}.{arg}") or GLOSSARY.get(arg)
 
 
-def block_rows() -> list[tuple[str, str, list[tuple[str, str, str, str | None]]]]:
+def block_rows(blocks: dict[str, type] | None = None) -> list[tuple[str, str, list[tuple[str, str, str, str | None]]]]:
     """(block, summary, [(argument, type, default, meaning)]) for every registered block, by name."""
-    from .language.plan import _python_block
-
+    blocks = BLOCKS if blocks is None else blocks
     rows = []
-    for name in sorted(BLOCKS):
-        cls = BLOCKS[name]
+    for name in sorted(blocks):
+        cls = blocks[name]
         documented = docstring_args(cls)
-        args = [(arg, type_text(hint), default_text(default), meaning(name, arg, documented))
-                for arg, (hint, default) in _python_block(cls).params.items()]
+        hints = argument_hints(cls)
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, in_shape
+        args = [(p.name, type_text(hints[p.name]), default_text(p.default), meaning(name, p.name, documented))
+                for p in params]
         summary = _summary(cls)
         if cls.merges:
             summary += " Takes `from: [a, b, ...]`."

@@ -18,16 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "architectures" / "schema.json"
 ZOO = sorted((ROOT / "architectures").glob("*.yaml"))
 MALFORMED = ROOT / "tests" / "malformed"
-# the corpus files whose mistake is visible without evaluating anything (the rest need shapes,
-# variables or the file's own composites, which only the loader knows)
+# the corpus files whose mistake is a property of one node or key (block names, arguments, types, bounds,
+# reserved names): the schema flags them; the rest need shapes, variables, the graph or the file's own
+# composites, which only the loader knows (listed in the README); test_schema_mistakes.py has more
 DETECTABLE = [
     "alias_bomb.yaml", "bad_act.yaml", "bad_input.yaml", "bool_for_int.yaml", "composite_no_nodes.yaml",
-    "composite_shadows_builtin.yaml", "composite_unknown_key.yaml", "empty.yaml", "empty_node.yaml",
-    "extends_child/typo_in_child.yaml", "flow_unquoted_call.yaml", "fraction_for_int.yaml", "huge_repeat.yaml",
-    "input_not_list.yaml", "list_for_int.yaml", "missing_input.yaml", "missing_nodes.yaml", "negative_aux.yaml",
-    "negative_repeat.yaml", "nested_aux.yaml", "node_without_block.yaml", "recursive_alias.yaml",
-    "reserved_name.yaml", "top_level_list.yaml", "unknown_argument.yaml", "unknown_init.yaml",
-    "unknown_top_key.yaml",
+    "composite_shadows_builtin.yaml", "composite_unknown_key.yaml", "defaults_unknown_block.yaml",
+    "dropout_range.yaml", "empty.yaml", "empty_node.yaml", "extends_child/typo_in_child.yaml",
+    "flow_unquoted_call.yaml", "fraction_for_int.yaml", "huge_int.yaml", "huge_repeat.yaml", "input_as_name.yaml",
+    "input_not_list.yaml", "inverted_kernel_zero.yaml", "list_for_int.yaml", "merge_single_input.yaml",
+    "missing_argument.yaml", "missing_input.yaml", "missing_nodes.yaml", "negative_aux.yaml",
+    "negative_repeat.yaml", "nested_aux.yaml", "node_without_block.yaml", "norm_momentum_range.yaml",
+    "recursive_alias.yaml", "repeat_merge.yaml", "reserved_name.yaml", "top_level_list.yaml",
+    "unknown_argument.yaml", "unknown_block.yaml", "unknown_init.yaml", "unknown_top_key.yaml",
 ]
 
 
@@ -56,8 +59,21 @@ def test_every_block_and_argument_is_in_the_schema():
     from pipeline.language.plan import NODE_KEYS
 
     assert all(schema["properties"][k].get("description") or k == "description" for k in TOP_KEYS)
-    node = schema["$defs"]["node"]["anyOf"][1]["properties"]
-    assert all(node[k].get("description") for k in NODE_KEYS)
+    node = schema["$defs"]["node"]["then"]["properties"]
+    # 'block' is described per block type: hover on `block: conv` shows conv's summary
+    assert all(node[k].get("description") for k in NODE_KEYS if k != "block")
+
+
+def test_hover_text_is_the_readme_reference():
+    """One source: every block's summary and every argument's meaning are the README reference's words."""
+    from pipeline.reference import block_rows
+
+    blocks = generate()["$defs"]["blocks"]
+    for name, summary, args in block_rows():
+        assert blocks[name]["properties"]["block"]["description"] == f"{name}: {summary}"
+        for arg, type_text, default, meaning in args:
+            described = blocks[name]["properties"][arg]["description"]
+            assert described.startswith(f"{meaning} ({type_text}; "), f"{name}.{arg}: {described}"
 
 
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.name)
@@ -91,7 +107,7 @@ def test_a_new_block_changes_the_schema():
         del BLOCKS["ripple_test"]
     assert "ripple_test" not in before["$defs"]["blocks"]
     ripple = after["$defs"]["blocks"]["ripple_test"]
-    assert ripple["properties"]["width"]["description"] == "how many ripples (required)"
+    assert ripple["properties"]["width"]["description"] == "how many ripples (int; required)"
     assert ripple["properties"]["shape"]["default"] == "sine"
     validator = jsonschema.Draft202012Validator(after)
     doc = {"input": [3, 8, 8], "nodes": {"r": {"block": "ripple_test", "width": 2, "shape": "square"}}}

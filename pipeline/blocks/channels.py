@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..errors import BlockError
 from .base import Block, Shape
+from .ranges import Count, NonNegative
 from .registry import register
 
 
@@ -20,7 +21,7 @@ class ChannelShuffle(Block):
         groups: number of channel groups to interleave.
     """
 
-    def __init__(self, in_shape: Shape, *, groups: int = 2):
+    def __init__(self, in_shape: Shape, *, groups: Count = 2):
         super().__init__()
         if groups <= 0 or in_shape[0] % groups:
             raise BlockError(f"'groups' must be a positive divisor of the {in_shape[0]} input channels, got {groups}",
@@ -68,7 +69,7 @@ class Split(Block):
         sizes: widths of the parts (they must add up to the input channels); overrides ``parts``.
     """
 
-    def __init__(self, in_shape: Shape, *, index: int, parts: int = 2, sizes: list[int] | None = None):
+    def __init__(self, in_shape: Shape, *, index: NonNegative, parts: int = 2, sizes: list[int] | None = None):
         super().__init__()
         channels = in_shape[0]
         if sizes is None:

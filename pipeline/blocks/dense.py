@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import MAX_LAYERS, ActKind, Block, NormActConv, NormKind, Shape, positive, spatial_dims
+from .ranges import Count, Rate
 from .registry import register
 
 
@@ -38,7 +39,7 @@ class DenseLayer(nn.Module):
 class Dense(Block):
     """A dense block of ``layers`` layers; output channels = input + layers * growth."""
 
-    def __init__(self, in_shape: Shape, *, layers: int, growth: int, bn_size: int = 4, dropout: float = 0.0,
+    def __init__(self, in_shape: Shape, *, layers: Count, growth: Count, bn_size: Count = 4, dropout: Rate = 0.0,
                  norm: NormKind = "batch", act: ActKind = "relu", memory_efficient: bool = False):
         super().__init__()
         positive(layers=layers, growth=growth, bn_size=bn_size)

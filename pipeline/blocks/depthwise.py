@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, ConvNormAct, NormKind, Shape, Size, make_divisible, per_dim, spatial_dims
+from .base import ActKind, Block, ConvNormAct, NormKind, Shape, make_divisible, per_dim, spatial_dims
 from .gating import SqueezeExcitation, check_rate, drop_path, squeeze_width
+from .ranges import Count, Rate, SERatio, Size
 from .registry import register
 
 
@@ -17,7 +18,7 @@ from .registry import register
 class DepthwiseSeparable(Block):
     """3x3 depthwise conv (one filter per channel) -> norm -> act, then 1x1 pointwise -> norm -> act."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: Size = 1, kernel: Size = 3, norm: NormKind = "batch",
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Size = 1, kernel: Size = 3, norm: NormKind = "batch",
                  act: ActKind = "relu", dilation: Size = 1):
         super().__init__()
         if out <= 0:
@@ -70,10 +71,10 @@ class InvertedResidual(_MBConv):
         drop_path: stochastic-depth rate of the residual branch (training only).
     """
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: Size = 1, expand: float = 6, hidden: int | None = None,
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Size = 1, expand: float = 6, hidden: Count | None = None,
                  expand_divisor: int = 1, kernel: Size = 3, norm: NormKind = "batch", act: ActKind = "relu6",
-                 norm_eps: float = 1e-5, se: float = 0.0, se_base: Literal["in", "hidden"] = "in",
-                 se_divisor: int = 1, se_act: ActKind = "relu", se_gate: ActKind = "sigmoid", drop_path: float = 0.0):
+                 norm_eps: float = 1e-5, se: SERatio = 0.0, se_base: Literal["in", "hidden"] = "in",
+                 se_divisor: int = 1, se_act: ActKind = "relu", se_gate: ActKind = "sigmoid", drop_path: Rate = 0.0):
         super().__init__()
         if out <= 0:
             raise BlockError(f"'out' must be positive, got {out}", arg="out")
@@ -107,9 +108,9 @@ class FusedInvertedResidual(_MBConv):
         drop_path: stochastic-depth rate of the residual branch (training only).
     """
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: Size = 1, expand: float = 4, hidden: int | None = None,
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Size = 1, expand: float = 4, hidden: Count | None = None,
                  expand_divisor: int = 1, kernel: Size = 3, norm: NormKind = "batch", act: ActKind = "silu",
-                 norm_eps: float = 1e-5, drop_path: float = 0.0):
+                 norm_eps: float = 1e-5, drop_path: Rate = 0.0):
         super().__init__()
         if out <= 0:
             raise BlockError(f"'out' must be positive, got {out}", arg="out")

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import MAX_LAYERS, ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, positive, spatial_dims
+from .ranges import Count
 from .registry import register
 from .residual import make_shortcut
 
@@ -18,8 +19,9 @@ class DilatedResidual(Block):
     """Basic residual block whose 3x3 convs are dilated (padding = dilation keeps the size).
     ``residual: false`` drops the shortcut (DRN-C's last, degridding layers)."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dilation: int = 1, dilation2: int | None = None,
-                 residual: bool = True, norm: NormKind = "batch", act: ActKind = "relu"):
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Count = 1, dilation: Count = 1,
+                 dilation2: Count | None = None, residual: bool = True, norm: NormKind = "batch",
+                 act: ActKind = "relu"):
         super().__init__()
         positive(out=out, stride=stride, dilation=dilation, dilation2=dilation2)
         nd = spatial_dims(in_shape, "dilated_residual")
@@ -61,8 +63,8 @@ class WaveNet(Block):
     """``stacks`` x ``layers`` gated causal layers with dilations 1, b, b^2, ... per stack;
     output = act_out(sum of the skip outputs), shape (skip, L)."""
 
-    def __init__(self, in_shape: Shape, *, layers: int, stacks: int = 1, channels: int | None = None,
-                 skip: int | None = None, kernel: int = 2, dilation_base: int = 2, act_out: ActKind = "relu"):
+    def __init__(self, in_shape: Shape, *, layers: Count, stacks: Count = 1, channels: Count | None = None,
+                 skip: Count | None = None, kernel: Count = 2, dilation_base: Count = 2, act_out: ActKind = "relu"):
         super().__init__()
         spatial_dims(in_shape, "wavenet", (1,))
         positive(layers=layers, stacks=stacks, kernel=kernel, dilation_base=dilation_base, channels=channels, skip=skip)

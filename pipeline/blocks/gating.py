@@ -7,6 +7,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import ActKind, Block, Shape, act_layer, conv_layer, format_shape, make_divisible, spatial_dims
+from .ranges import Count, Rate
 from .registry import register
 
 
@@ -65,7 +66,7 @@ class SqueezeExcitation(Block):
         gate: activation that makes the per-channel scale (sigmoid, or hardsigmoid in MobileNetV3).
     """
 
-    def __init__(self, in_shape: Shape, *, ratio: float = 0.25, width: int | None = None, divisor: int = 1,
+    def __init__(self, in_shape: Shape, *, ratio: float = 0.25, width: Count | None = None, divisor: Count = 1,
                  act: ActKind = "relu", gate: ActKind = "sigmoid"):
         super().__init__()
         nd = spatial_dims(in_shape, "se")
@@ -113,7 +114,7 @@ class DropPath(Block):
         p: probability of dropping a sample's branch.
     """
 
-    def __init__(self, in_shape: Shape, *, p: float = 0.1):
+    def __init__(self, in_shape: Shape, *, p: Rate = 0.1):
         super().__init__()
         self.p = check_rate(p)
 

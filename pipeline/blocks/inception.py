@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import ActKind, Block, ConvNormAct, NormKind, Shape, positive, spatial_dims
+from .ranges import Count
 from .registry import register
 
 
@@ -17,7 +18,7 @@ from .registry import register
 class Inception(Block):
     """1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1, concatenated (branch1..branch4)."""
 
-    def __init__(self, in_shape: Shape, *, b1: int, b2: tuple[int, int], b3: tuple[int, int], b4: int,
+    def __init__(self, in_shape: Shape, *, b1: Count, b2: tuple[Count, Count], b3: tuple[Count, Count], b4: Count,
                  b3_kernel: int = 5, norm: NormKind = "batch", norm_eps: float = 1e-3, act: ActKind = "relu",
                  pool_ceil: bool = True):
         super().__init__()

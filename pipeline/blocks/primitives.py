@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from ..errors import BlockError
-from .base import (ActKind, Block, ConvNormAct, NormKind, Shape, Size, act_layer, format_shape, norm_layer, per_dim,
+from .base import (ActKind, Block, ConvNormAct, NormKind, Shape, act_layer, format_shape, norm_layer, per_dim,
                    pool_layer, positive, spatial_dims)
+from .ranges import Count, Padding, PositiveFloat, Rate, Size
 from .registry import register
 
 
@@ -16,9 +17,9 @@ from .registry import register
 class Conv(ConvNormAct):
     """Convolution followed by an optional norm and activation (1-D, 2-D or 3-D by input)."""
 
-    def __init__(self, in_shape: Shape, *, out: int, kernel: Size = 3, stride: Size = 1, padding: Size | None = None,
-                 dilation: Size = 1, groups: int = 1, norm: NormKind = "batch", act: ActKind = "relu",
-                 bias: bool | None = None, norm_eps: float = 1e-5):
+    def __init__(self, in_shape: Shape, *, out: Count, kernel: Size = 3, stride: Size = 1,
+                 padding: Padding | None = None, dilation: Size = 1, groups: Count = 1, norm: NormKind = "batch",
+                 act: ActKind = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
         positive(out=out, groups=groups)
         nd = spatial_dims(in_shape, "conv")
         super().__init__(nd, in_shape[0], out, kernel, stride, padding, dilation, groups, norm, act, bias, norm_eps)
@@ -29,7 +30,7 @@ class Norm(Block):
     """Normalisation: batch, layer (each sample over all of C, H, W), layer2d (over the channels at each
     position, as ConvNeXt), instance or group."""
 
-    def __init__(self, in_shape: Shape, *, kind: NormKind = "batch", eps: float = 1e-5, groups: int = 32):
+    def __init__(self, in_shape: Shape, *, kind: NormKind = "batch", eps: PositiveFloat = 1e-5, groups: Count = 32):
         super().__init__()
         positive(eps=eps, groups=groups)
         self.norm = norm_layer(kind, in_shape[0], len(in_shape) - 1, eps, groups)
@@ -54,7 +55,7 @@ class Act(Block):
 class _Pool(Block):
     kind: str
 
-    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Padding = 0,
                  ceil: bool = False, **extra):
         super().__init__()
         nd = spatial_dims(in_shape, f"{self.kind}pool")
@@ -77,7 +78,7 @@ class MaxPool(_Pool):
 
     kind = "max"
 
-    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Padding = 0,
                  ceil: bool = False):
         super().__init__(in_shape, kernel=kernel, stride=stride, padding=padding, ceil=ceil)
 
@@ -88,7 +89,7 @@ class AvgPool(_Pool):
 
     kind = "avg"
 
-    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Size = 0,
+    def __init__(self, in_shape: Shape, *, kernel: Size, stride: Size | None = None, padding: Padding = 0,
                  ceil: bool = False, count_include_pad: bool = True):
         super().__init__(in_shape, kernel=kernel, stride=stride, padding=padding, ceil=ceil,
                          count_include_pad=count_include_pad)
@@ -129,7 +130,7 @@ class GlobalPool(Block):
 class LRN(Block):
     """Local response normalisation across channels (AlexNet, the original GoogLeNet)."""
 
-    def __init__(self, in_shape: Shape, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    def __init__(self, in_shape: Shape, *, size: Count = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
         super().__init__()
         positive(size=size)
         spatial_dims(in_shape, "lrn")
@@ -143,7 +144,7 @@ class LRN(Block):
 class Dropout(Block):
     """Dropout with probability ``p`` (element-wise)."""
 
-    def __init__(self, in_shape: Shape, *, p: float = 0.5):
+    def __init__(self, in_shape: Shape, *, p: Rate = 0.5):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise BlockError(f"'p' must be in [0, 1), got {p}")
@@ -168,7 +169,7 @@ class Flatten(Block):
 class Linear(Block):
     """Fully connected layer on a flat input, with an optional activation."""
 
-    def __init__(self, in_shape: Shape, *, out: int, bias: bool = True, act: ActKind = "none"):
+    def __init__(self, in_shape: Shape, *, out: Count, bias: bool = True, act: ActKind = "none"):
         super().__init__()
         positive(out=out)
         if len(in_shape) != 1:

@@ -13,6 +13,7 @@ from ..errors import BlockError
 from .base import (ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, positive,
                    spatial_dims)
 from .gating import SqueezeExcitation, check_rate, drop_path, squeeze_width
+from .ranges import Count, Rate, SERatio
 from .registry import register
 
 Shortcut = Literal["auto", "projection", "identity", "pad"]
@@ -99,9 +100,9 @@ class _Residual(Block):
 class Basic(_Residual):
     """ResNet basic block: 3x3 conv (stride) -> 3x3 conv, plus the shortcut, then the activation."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, shortcut: Shortcut = "auto",
-                 norm: NormKind = "batch", act: ActKind = "relu", zero_init: bool = False, dropout: float = 0.0,
-                 dilation: int = 1, se: float = 0.0, drop_path: float = 0.0):
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Count = 1, shortcut: Shortcut = "auto",
+                 norm: NormKind = "batch", act: ActKind = "relu", zero_init: bool = False, dropout: Rate = 0.0,
+                 dilation: Count = 1, se: SERatio = 0.0, drop_path: Rate = 0.0):
         super().__init__()
         _check(out, stride, dilation, dropout)
         nd = spatial_dims(in_shape, "basic")
@@ -129,10 +130,10 @@ class Bottleneck(_Residual):
     torchvision: ``base_width: 128`` is Wide ResNet-50-2, ``groups: 32, base_width: 4`` ResNeXt-50 32x4d.
     """
 
-    def __init__(self, in_shape: Shape, *, out: int, width: int | None = None, groups: int = 1, base_width: int = 64,
-                 stride: int = 1,
+    def __init__(self, in_shape: Shape, *, out: Count, width: int | None = None, groups: int = 1, base_width: int = 64,
+                 stride: Count = 1,
                  shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu",
-                 zero_init: bool = False, dilation: int = 1, se: float = 0.0, drop_path: float = 0.0):
+                 zero_init: bool = False, dilation: Count = 1, se: SERatio = 0.0, drop_path: Rate = 0.0):
         super().__init__()
         _check(out, stride, dilation)
         nd = spatial_dims(in_shape, "bottleneck")
@@ -159,9 +160,9 @@ class PreAct(Block):
     """Pre-activation unit ("Identity Mappings in Deep Residual Networks"): norm-act-conv twice, and
     nothing after the addition. A projection shortcut reads the pre-activated input, as in the paper."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, bottleneck: bool = False,
-                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu", dropout: float = 0.0,
-                 drop_path: float = 0.0):
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Count = 1, bottleneck: bool = False,
+                 shortcut: Shortcut = "auto", norm: NormKind = "batch", act: ActKind = "relu", dropout: Rate = 0.0,
+                 drop_path: Rate = 0.0):
         super().__init__()
         _check(out, stride, 1, dropout)
         nd = spatial_dims(in_shape, self.block_name)
@@ -201,8 +202,8 @@ class Wide(PreAct):
     shapes change (applied to the pre-activated input, as in the authors' code). A basic pre-activation
     unit with the dropout moved to the paper's place."""
 
-    def __init__(self, in_shape: Shape, *, out: int, stride: int = 1, dropout: float = 0.0, norm: NormKind = "batch",
-                 act: ActKind = "relu", drop_path: float = 0.0):
+    def __init__(self, in_shape: Shape, *, out: Count, stride: Count = 1, dropout: Rate = 0.0, norm: NormKind = "batch",
+                 act: ActKind = "relu", drop_path: Rate = 0.0):
         super().__init__(in_shape, out=out, stride=stride, norm=norm, act=act, dropout=dropout, drop_path=drop_path)
 
     def branch(self, pre: torch.Tensor) -> torch.Tensor:

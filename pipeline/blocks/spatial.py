@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
-from .base import ActKind, Block, NormKind, Shape, Size, act_layer, norm_layer, per_dim, spatial_dims
+from .base import ActKind, Block, NormKind, Shape, act_layer, norm_layer, per_dim, spatial_dims
+from .ranges import Count, Padding, Size
 from .registry import register
 
 SIDES = ("left", "right", "top", "bottom", "front", "back")  # F.pad's order: last dimension first
@@ -137,9 +138,9 @@ class ConvTranspose(Block):
         output_padding: extra rows/columns on one side of the output (to reach an odd size).
     """
 
-    def __init__(self, in_shape: Shape, *, out: int, kernel: Size = 2, stride: Size | None = None, padding: Size = 0,
-                 output_padding: Size = 0, dilation: Size = 1, groups: int = 1, norm: NormKind = "batch",
-                 act: ActKind = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
+    def __init__(self, in_shape: Shape, *, out: Count, kernel: Size = 2, stride: Size | None = None,
+                 padding: Padding = 0, output_padding: Padding = 0, dilation: Size = 1, groups: Count = 1,
+                 norm: NormKind = "batch", act: ActKind = "relu", bias: bool | None = None, norm_eps: float = 1e-5):
         super().__init__()
         nd = spatial_dims(in_shape, "conv_transpose")
         if out <= 0 or groups <= 0:

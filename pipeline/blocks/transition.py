@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import BlockError
 from .base import ActKind, Block, NormActConv, NormKind, Shape, pool_layer, spatial_dims
+from .ranges import Compression, Count
 from .registry import register
 
 
@@ -15,7 +16,7 @@ from .registry import register
 class Transition(Block):
     """Out channels = floor(theta * in) (DenseNet-C's compression), or ``out`` when given."""
 
-    def __init__(self, in_shape: Shape, *, theta: float = 0.5, out: int | None = None, pool: bool = True,
+    def __init__(self, in_shape: Shape, *, theta: Compression = 0.5, out: Count | None = None, pool: bool = True,
                  norm: NormKind = "batch", act: ActKind = "relu"):
         super().__init__()
         if not 0.0 < theta <= 1.0:
