@@ -304,3 +304,12 @@ def test_every_name_the_graph_owns_works_as_a_node_name_or_is_refused(tmp_path):
                 continue
             assert net.train()(torch.randn(2, 3, 8, 8)).shape == (2, 2), (name, where)
             assert net.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 2), (name, where)
+
+
+def test_a_long_expression_is_cut_in_its_error(tmp_path):
+    arch = tmp_path / "long.yaml"
+    arch.write_text('input: [3, 8, 8]\nnodes:\n  c: {block: conv, out: "' + "1 + " * 2000 + 'nosuch"}\n')
+    with pytest.raises(ArchError) as err:
+        plan_model(str(arch))
+    text = str(err.value)
+    assert len(text) < 400 and "... (8006 characters)': longer than 300 characters" in text, text

@@ -80,6 +80,9 @@ _FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "floa
           "make_divisible": make_divisible}
 
 
+SHOWN = 80  # characters of an expression quoted in an error
+
+
 class Evaluator:
     """Evaluates ``text``; messages start with ``what`` and point at ``loc``."""
 
@@ -87,7 +90,9 @@ class Evaluator:
         self.text, self.loc, self.what, self.variable = text, loc, what, variable
 
     def fail(self, message: str) -> ArchError:
-        return ArchError(f"{self.what}: in expression '{self.text}': {message}", self.loc)
+        # an error is one readable line: a long expression is shown by its start (the location says where)
+        shown = self.text if len(self.text) <= SHOWN else self.text[:SHOWN] + f"... ({len(self.text)} characters)"
+        return ArchError(f"{self.what}: in expression '{shown}': {message}", self.loc)
 
     def run(self) -> Any:
         if len(self.text) > MAX_EXPR_CHARS:
