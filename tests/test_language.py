@@ -313,3 +313,21 @@ def test_a_long_expression_is_cut_in_its_error(tmp_path):
         plan_model(str(arch))
     text = str(err.value)
     assert len(text) < 400 and "... (8006 characters)': longer than 300 characters" in text, text
+
+
+@pytest.mark.parametrize("value, words", [
+    ("yes", "'yes' is a boolean to PyYAML (YAML 1.1) but text to editors (YAML 1.2): write true or false"),
+    ("Off", "'Off' is a boolean to PyYAML"),
+    ("010", "'010' is the octal number 8 to PyYAML (YAML 1.1) but 10 to editors (YAML 1.2)"),
+    ("1:30", "'1:30' is a base-60 number to PyYAML (YAML 1.1) but text to editors (YAML 1.2)"),
+])
+def test_a_value_yaml_1_1_and_1_2_read_differently_is_an_error_where_it_is(value, words, tmp_path):
+    arch = tmp_path / "net.yaml"
+    arch.write_text(f"input: [3, 8, 8]\nnodes:\n  c: {{block: conv, out: 4, bias: {value}}}\n")
+    with pytest.raises(ArchError) as err:
+        plan_model(str(arch))
+    assert str(err.value).startswith(f"{arch}:3:") and words in str(err.value)
+    arch.write_text(f"input: [3, 8, 8]\nnodes:\n  c: {{block: conv, out: 4, bias: '{value}'}}\n")  # quoted: text
+    with pytest.raises(ArchError) as err:
+        plan_model(str(arch))
+    assert "PyYAML" not in str(err.value)  # an ordinary type error now: the portable spelling is read alike

@@ -7,6 +7,8 @@ once instead of exhausting memory when the builder walks it.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,31 @@ def _loc(file: str, mark: yaml.Mark) -> Loc:
     return Loc(file, mark.line + 1, mark.column + 1)
 
 
+OCTAL_11 = re.compile(r"[-+]?0[0-7]+")  # octal to YAML 1.1, decimal to YAML 1.2
+
+
+def portability(node: yaml.ScalarNode) -> str | None:
+    """Why a plain scalar means one thing to PyYAML (YAML 1.1) and another to editors (YAML 1.2), else None."""
+    text, tag = node.value, node.tag
+    if tag == "tag:yaml.org,2002:bool" and text.lower() not in ("true", "false"):
+        return f"'{text}' is a boolean to PyYAML (YAML 1.1) but text to editors (YAML 1.2): write true or false"
+    digits = text.replace("_", "")
+    if tag == "tag:yaml.org,2002:int" and OCTAL_11.fullmatch(digits) and int(digits, 8) != int(digits, 10):
+        return (f"'{text}' is the octal number {int(digits, 8)} to PyYAML (YAML 1.1) but {int(digits, 10)} to "
+                "editors (YAML 1.2): write the number without a leading 0")
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") and ":" in text:
+        return (f"'{text}' is a base-60 number to PyYAML (YAML 1.1) but text to editors (YAML 1.2): write the "
+                "number, or quote the text")
+    return None
+
+
 def _make_loader(file: str) -> type:
     class Loader(yaml.SafeLoader):
         def construct_object(self, node, deep=False):
+            if isinstance(node, yaml.ScalarNode) and node.style is None:  # plain: read by the resolvers
+                problem = portability(node)
+                if problem:
+                    raise ArchError(problem, _loc(file, node.start_mark))
             try:
                 return super().construct_object(node, deep=deep)
             except (ValueError, TypeError, OverflowError) as err:  # e.g. a date 2024-13-01: say where
