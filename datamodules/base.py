@@ -168,6 +168,8 @@ class ImageDataModule(L.LightningDataModule):
         return (images.float() / 255.0 - mean) / std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # the module's example input (Lightning's model summary)
+            return batch
         images, targets = batch[0], batch[1]
         if isinstance(images, list):  # whole images of different sizes, for multi-crop evaluation
             return [self.normalize(x[None])[0] for x in images], targets

@@ -324,6 +324,8 @@ class ImageFolderDataModule(ImageDataModule):
         return [str(p.relative_to(self.predict_root)) for p, _ in self.items["predict"]]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # the module's example input (Lightning's model summary)
+            return batch
         images, targets, bad = batch
         report_bad(self, bad, "verify=true to list them all")
         return super().on_after_batch_transfer((images, targets), dataloader_idx)

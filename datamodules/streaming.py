@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.sampler import ChunkedIndex
 from torch.utils.data import DataLoader, Dataset
@@ -276,6 +277,8 @@ class StreamingDataModule(ImageDataModule):
         return list(self.manifest["val_names"])
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, torch.Tensor):  # the module's example input (Lightning's model summary)
+            return batch
         images, targets, bad = batch
         report_bad(self, bad, f"rewrite {self.input_dir} with `pipeline data optimize` from the original folder")
         return super().on_after_batch_transfer((images, targets), dataloader_idx)

@@ -114,6 +114,9 @@ def test_a_second_run_keeps_the_first_runs_checkpoints_and_last_means_the_newest
     second = run_cli("fit", "--config", "lightning_config.yaml", "--seed_everything", "1", *quick)
     assert second.returncode == 0, second.stderr[-2000:]
     assert first.read_bytes() == saved  # not overwritten
+    # Lightning's model summary runs the module's example input: real FLOPs and sizes, not "0 Total Flops"
+    flops = next(line for line in (second.stdout + second.stderr).splitlines() if line.endswith("Total Flops"))
+    assert not flops.startswith("0 ") and "[1, 1, 16, 16]" in second.stdout + second.stderr, flops
     # how a run ends: one line with its folder and the checkpoint to test
     assert second.stdout.strip().splitlines()[-1].startswith("fit done: ")
     assert f"run folder {tmp_path / 'version_1'}; test it: --ckpt_path {tmp_path / 'version_1' / 'checkpoints'}" \

@@ -124,6 +124,9 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
             raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
                             "(model.num_classes, or the file's 'classes' variable)")
         self.macs_per_sample = plan.macs  # aux heads included: they train; read by training.throughput
+        if not compile:  # Lightning's model summary runs it once: in/out sizes and FLOPs (a compiled net would
+            # compile for eval mode first)
+            self.example_input_array = torch.zeros(1, *plan.in_shape)
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
