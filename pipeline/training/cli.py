@@ -69,7 +69,7 @@ def with_throughput(subcommand: str | None, callbacks: list) -> list:
 
 class PipelineCLI(LightningCLI):
     """LightningCLI through its public extension points: arguments and links, a check of the parsed
-    config, and the classes made in Lightning's order with one step before the Trainer."""
+    config, the hooks around instantiation and the Trainer's instantiation (defaults, evaluation)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -139,13 +139,11 @@ class PipelineCLI(LightningCLI):
             check_memory(plan, batch, device, str(self.trainer.precision), self.subcommand == "fit",
                          str(self.model.hparams.get("arch", "the net")))
 
-    def instantiate_classes(self) -> None:
-        """LightningCLI's steps (config -> data, model -> Trainer), with one between model and Trainer:
-        validate/test/predict settle what they evaluate, so that a mistake there is the only line on
-        stderr (the Trainer prints its device lines when it is made)."""
-        self.config_init = self.parser.instantiate_classes(self.config)
-        self.datamodule = self.section(self.config_init, "data")
-        self.model = self.section(self.config_init, "model")
+    def instantiate_trainer(self, **kwargs: Any):
+        """LightningCLI's own step, once data and model exist, with this project's defaults: validate/
+        test/predict first settle what they evaluate, so that a mistake there is the only line on
+        stderr (the Trainer prints its device lines when it is made); then callbacks, plugins and
+        each fit run's own loggers and checkpoint folder."""
         trainer = self.section(self.config_init, "trainer")
         root = Path(trainer.get("default_root_dir") or os.getcwd())
         callbacks = _as_list(trainer.get("callbacks"))
@@ -172,7 +170,7 @@ class PipelineCLI(LightningCLI):
                 callback.dirpath = str(run / "checkpoints")  # this run's own: no run overwrites another's
         defaults["callbacks"] = callbacks
         try:
-            self.trainer = self.instantiate_trainer(**defaults)
+            return super().instantiate_trainer(**defaults, **kwargs)
         except (MisconfigurationException, ValueError) as err:
             # the Trainer checks accelerator, devices, strategy and precision as it is made: a user's
             # option, not a bug (Lightning's own words, on one line)
