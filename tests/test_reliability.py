@@ -558,3 +558,25 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_allocation(option
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and words in err[-1] and "GB available" in err[-1] and "--memory_check false" in err[-1], err
     assert not list(tmp_path.glob("version_*"))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_an_architecture_or_config_that_is_not_a_regular_file_is_refused(kind, tmp_path, capsys):
+    import os
+
+    from conftest import time_limit
+
+    path = Path("/dev/zero") if kind == "device" else tmp_path / "pipe.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    with time_limit(30):  # not read until memory runs out, not blocked on the pipe
+        assert main(["summary", str(path)]) == 2
+        assert main(["fit", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"{path}: not a regular file (a device, a pipe or a socket); expected an architecture file"
+    assert err[1] == f"error: --config {path}: not a regular file; expected a YAML config file"
+
+
+def test_summary_of_the_timm_backbone_at_a_small_input(capsys):
+    assert main(["summary", "architectures/timm_resnet18_backbone.yaml", "--input", "3,32,32"]) == 0
+    assert "receptive field" in capsys.readouterr().out
