@@ -17,6 +17,7 @@ import argparse
 import csv
 import shlex
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def plot_macs(title: str, results: dict, path: Path) -> None:
         mean = statistics.fmean(errors)
         ax.errorbar([macs], [mean], yerr=[[mean - min(errors)], [max(errors) - mean]], marker="o", capsize=3)
         ax.annotate(run, (macs, mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set(xscale="log", xlabel="MACs per image", ylabel="final validation error (%)", title=title)
+    ax.set(xscale="log", xlabel="MACs per image", ylabel="final validation error (%)")
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -169,8 +171,9 @@ def claim_lines(claims: list[dict], results: dict) -> list[str]:
     return lines
 
 
-def table(title: str, command: str, results: dict, claims: list[dict], image: str) -> str:
+def table(title: str, command: str, results: dict, claims: list[dict], image: str, macs_image: str = "") -> str:
     lines = [f"# {title}", "", f"Made by `{command}`.", "", f"![curves]({image})", "",
+             *([f"![final validation error against MACs]({macs_image})", ""] if macs_image else []),
              "Mean over seeds, (lowest-highest) in brackets.", "",
              "| run | MACs | seeds | epochs | final training error | final validation error | best validation error | "
              "final training loss | time per run |", "|---|---|---|---|---|---|---|---|---|"]
@@ -230,9 +233,12 @@ def run_experiment(argv: list[str]) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     claims = [c for c in spec.get("claims") or [] if c["better"] in runs and c["worse"] in runs]
     plot(spec.get("title", name), results, results_dir / f"{name}.png")
+    macs_image = ""
     if len({next(iter(seeds.values()))[2] for seeds in results.values()}) > 1:  # runs of different cost
-        plot_macs(spec.get("title", name), results, results_dir / f"{name}_macs.png")
+        macs_image = f"{name}_macs.png"
+        plot_macs(spec.get("title", name), results, results_dir / macs_image)
     command = shlex.join(["python", "-m", "pipeline", "experiment", *argv])
-    (results_dir / f"{name}.md").write_text(table(spec.get("title", name), command, results, claims, f"{name}.png"))
+    (results_dir / f"{name}.md").write_text(table(spec.get("title", name), command, results, claims, f"{name}.png",
+                                                  macs_image))
     print(f"[{name}] wrote {results_dir / f'{name}.png'} and {results_dir / f'{name}.md'}")
     return code
