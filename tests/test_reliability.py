@@ -546,9 +546,31 @@ def test_a_compressed_checkpoint_is_refused_before_it_is_inflated(command, zip_b
     (["--data.image_size", "100000"], "node 'conv1' alone outputs 32x100000x100000 per sample"),
     (["--model.arch", "UPSAMPLE"], "node 'up' alone outputs 1x160000x160000 per sample"),
 ])
-def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_allocation(options, words, tmp_path, capsys):
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_any_allocation(options, words, tmp_path, capsys,
+                                                                          monkeypatch):
+    import math
+
+    import torch
+
     from conftest import time_limit
 
+    # a machine with overcommit off refuses a 40 GB tensor at once; this one might hand out pages lazily: make any
+    # large real tensor fail loudly here too, so an allocation before the check is seen everywhere (the planner's
+    # meta tensors cost nothing and pass)
+    from torch.utils._device import _device_constructors
+
+    _device_constructors()  # cached with the real functions before they are wrapped
+    for name in ("zeros", "empty", "ones", "randn", "rand"):
+        real = getattr(torch, name)
+
+        def guarded(*size, _real=real, _name=name, **kw):
+            dims = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+            device = torch.device(kw.get("device") or torch.get_default_device())
+            if device.type != "meta" and all(isinstance(d, int) for d in dims) and math.prod(dims) > 2**28:
+                raise AssertionError(f"torch.{_name}{tuple(dims)} before the memory check")
+            return _real(*size, **kw)
+
+        monkeypatch.setattr(torch, name, guarded)
     up = tmp_path / "up.yaml"
     up.write_text("input: [1, 8, 8]\nvars: {classes: 10}\nnodes:\n  up: {block: upsample, scale: 20000}\n"
                   "  pool: global_pool\n  fc: {block: linear, out: classes}\n")
@@ -580,3 +602,13 @@ def test_an_architecture_or_config_that_is_not_a_regular_file_is_refused(kind, t
 def test_summary_of_the_timm_backbone_at_a_small_input(capsys):
     assert main(["summary", "architectures/timm_resnet18_backbone.yaml", "--input", "3,32,32"]) == 0
     assert "receptive field" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, where, code", [("\x01", "1:1", "U+0001"), ("a: 1\nb: \"x\x02\"\n", "2:6", "U+0002")])
+def test_a_control_character_in_a_config_is_one_line_with_its_place(text, where, code, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    assert main(["fit", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{config}:{where}: invalid YAML: unacceptable control character {code}; "
+                   "YAML text allows tab, newline and printable characters only"], err

@@ -149,10 +149,21 @@ def _expanded_size(root: yaml.Node, file: str) -> int:
     return memo[id(root)]
 
 
+def unacceptable_character(err: yaml.reader.ReaderError, text: str, file: str) -> ArchError:
+    before = text[: err.position]
+    line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+    char = f"U+{err.character:04X}" if isinstance(err.character, int) else repr(err.character)
+    return ArchError(f"invalid YAML: unacceptable control character {char}; YAML text allows tab, newline and "
+                     "printable characters only", Loc(file, line, col))
+
+
 def check_aliases(text: str, file: str) -> None:
     """Refuse YAML that any other reader (jsonargparse for configs, options) would expand past the
     limit: only the node graph is built (aliases stay references), so a bomb costs its own size."""
-    loader = yaml.SafeLoader(text)
+    try:  # the reader checks the characters when it is made
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as err:
+        raise unacceptable_character(err, text, file) from None
     try:
         root = loader.get_single_node()
     except yaml.YAMLError:
@@ -171,9 +182,7 @@ def load_yaml_text(text: str, file: str = "<string>") -> Any:
     try:
         loader = _make_loader(file)(text)
     except yaml.reader.ReaderError as err:  # a control character: say where it is
-        before = text[: err.position]
-        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
-        raise ArchError(f"invalid YAML: unacceptable character {err.character!r}", Loc(file, line, col)) from None
+        raise unacceptable_character(err, text, file) from None
     try:
         root = loader.get_single_node()
         if root is None:

@@ -124,9 +124,10 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
             raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
                             "(model.num_classes, or the file's 'classes' variable)")
         self.macs_per_sample = plan.macs  # aux heads included: they train; read by training.throughput
-        if not compile:  # Lightning's model summary runs it once: in/out sizes and FLOPs (a compiled net would
-            # compile for eval mode first)
-            self.example_input_array = torch.zeros(1, *plan.in_shape)
+        # Lightning's model summary runs one sample through the net for in/out sizes and FLOPs; made on access
+        # (see example_input_array) so a run the memory check refuses never allocates it. Not with compile: a
+        # compiled net would compile for eval mode first.
+        self._example_shape = None if compile else tuple(plan.in_shape)
         self.pretrained: set[str] = set()
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
@@ -146,6 +147,20 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
             self.net.compile(fullgraph=True)
         # validation/test/predict steps (crops, ensembles, metrics): pipeline/evaluation
         self.evaluator = Evaluator(self.num_classes, evaluation)
+
+    @property
+    def example_input_array(self) -> torch.Tensor | None:
+        """One zero sample of the planned input shape, made when Lightning's summary asks (after the memory
+        check) and only up to 2**24 values: a larger input is not run just to print a table."""
+        shape = getattr(self, "_example_shape", None)
+        if shape is None or math.prod(shape) > 2**24:
+            return self._example_input_array
+        return torch.zeros(1, *shape)
+
+    @example_input_array.setter
+    def example_input_array(self, example: torch.Tensor | None) -> None:
+        self._example_shape = None  # an example set by hand (a subclass, a test) wins
+        self._example_input_array = example
 
     # -- transfer learning ----------------------------------------------------------------------
     def _init_from(self, path: str, prefix: str) -> set[str]:
