@@ -365,3 +365,75 @@ def test_a_loss_that_grows_by_orders_of_magnitude_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"the training loss grew from .* \(first step\) .* learning rate \(1e\+06\) is probably too high"):
         trainer.fit(model, SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=4))
     assert trainer.global_step == 14  # it went on
+
+
+def test_on_an_accelerator_the_loss_is_read_in_batches_and_the_failing_step_still_named(tmp_path, monkeypatch):
+    """A host sync per step would stall a GPU running a small net: there the loss checks read the losses
+    at Lightning's logging interval (here 4), yet the error names the step whose loss was NaN."""
+    import pipeline.training.module as module_file
+
+    monkeypatch.setattr(module_file, "reads_every_step", lambda device: False)  # as on a GPU
+    reads = []
+    real_check = ClassifierModule._check_losses
+
+    def counting_check(self):
+        if self._pending_losses:
+            reads.append(len(self._pending_losses))
+        return real_check(self)
+
+    class Poison(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 5:
+                with torch.no_grad():
+                    module.net.fc.fc.weight.fill_(float("nan"))
+
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=8)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4)
+    trainer = L.Trainer(max_epochs=3, callbacks=[Poison()], logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, log_every_n_steps=4, num_sanity_val_steps=0)
+    monkeypatch.setattr(ClassifierModule, "_check_losses", counting_check)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 5 "):
+        trainer.fit(model, data)
+    assert reads == [4, 4]  # steps 0-3, then 4-7 (step 5 failed): two reads, not eight
+    assert trainer.global_step == 7  # stopped in step 7, the fourth of the second read
+
+
+def test_step_losses_are_logged_at_the_logging_interval_and_training_accuracy_once_per_epoch(tmp_path, monkeypatch):
+    """A self.log costs about half a millisecond; the loggers take a step's values every log_every_n_steps.
+    Without a progress bar the losses are logged only then; train/acc is counted on the device and logged
+    at each epoch's end, equal to the epoch's accuracy over every training sample."""
+    calls = []
+    real_log = ClassifierModule.log
+
+    def counting_log(self, name, *args, **kwargs):
+        calls.append(name)
+        return real_log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(ClassifierModule, "log", counting_log)
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=96, val_size=16, batch_size=8)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4, input_shape=(3, 8, 8))
+    hits: dict[int, list[float]] = {}
+
+    class Record(L.Callback):  # the main head's predictions on every training batch, by epoch
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.target = batch[1]
+
+    record = Record()
+
+    def on_forward(net, inputs, output):
+        if net.training:
+            logits = output.logits if hasattr(output, "logits") else output
+            hits.setdefault(trainer.current_epoch, []).extend((logits.argmax(1) == record.target).float().tolist())
+
+    model.net.register_forward_hook(on_forward)
+    trainer = L.Trainer(max_epochs=2, callbacks=[record], logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=0),
+                        log_every_n_steps=4, enable_progress_bar=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, enable_model_summary=False)
+    trainer.fit(model, data)
+    rows = list(csv.DictReader((tmp_path / "version_0" / "metrics.csv").open()))
+    loss_steps = [int(r["step"]) for r in rows if r.get("train/loss")]
+    assert loss_steps == [3, 7, 11, 15, 19, 23]  # 24 steps, every 4th, as Lightning writes them
+    assert calls.count("train/loss") == len(loss_steps)  # logged when taken, not at every step
+    accuracy = [float(r["train/acc"]) for r in rows if r.get("train/acc")]
+    assert accuracy == pytest.approx([sum(hits[e]) / len(hits[e]) for e in (0, 1)], abs=1e-6)
+    assert calls.count("train/acc") == 2 and len(hits[0]) == 96

@@ -25,6 +25,20 @@ from .preflight import check_same_net
 log = logging.getLogger(__name__)
 
 
+def logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether a training step's logged values reach anyone: the loggers take them every log_every_n_steps
+    (Lightning's own test, which its monitors use too), a progress bar at every step it refreshes."""
+    bar = trainer.progress_bar_callback
+    if bar is not None and bar.is_enabled:
+        return True
+    return trainer._logger_connector.should_update_logs
+
+
+def reads_every_step(device: torch.device) -> bool:
+    """Whether the loss checks read every step's loss at once: on a CPU the value is already there."""
+    return device.type == "cpu"
+
+
 def classification_loss(output: torch.Tensor | TrainOutput, target: torch.Tensor, label_smoothing: float = 0.0
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Main loss + sum(weight * auxiliary loss); also returns each part for logging.
@@ -132,6 +146,9 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         if init_from:
             self.pretrained = self._init_from(init_from, init_prefix)
         self.frozen = self._freeze(freeze_until) if freeze_until else []
+        self._pending_losses: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss) not yet read
+        self._epoch_correct: torch.Tensor | None = None  # this epoch's correct training predictions, on the device
+        self._epoch_seen = 0
         self.ema = None
         if ema_decay > 0:
             from timm.utils import ModelEmaV3
@@ -187,6 +204,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
     def on_train_epoch_start(self) -> None:
         for module in self.frozen:  # frozen batch-norm keeps its (pretrained) statistics
             module.eval()
+        self._epoch_correct, self._epoch_seen = None, 0
 
     # -- steps ----------------------------------------------------------------------------------
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,24 +218,49 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         images, target = batch
         output = self.net(self._layout(images))
         loss, parts = classification_loss(output, target, self.label_smoothing)
-        value = float(loss.detach())  # one host sync per step, for both checks
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"loss is {value} at step {self.global_step} (epoch {self.current_epoch}); "
-                                   f"{last_finite_message(self.trainer)}")
-        self._watch_growth(value)
-        # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
-        # training accuracy per epoch (of the main head; Mixup's soft targets count by their top class):
-        # the training-error curves of the papers' comparisons (pipeline/sweep/experiment.py)
+        self._watch_loss(loss)
+        # Each self.log costs about half a millisecond of Python (Lightning moves its result object to the
+        # value's device every call); the loggers only take a step's values every log_every_n_steps, so the
+        # losses are logged then, or every step when a progress bar shows them.
+        if logs_this_step(self.trainer):
+            # sync_dist: under DDP the logged loss is the mean over the global batch, not rank zero's share
+            self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+            self.log_dict({f"train/loss_{name}": value for name, value in parts.items()}, sync_dist=True)
+        # training accuracy per epoch (of the main head; Mixup's soft targets count by their top class): the
+        # training-error curves of the papers' comparisons (pipeline/sweep/experiment.py); counted on the device
+        # (no host sync), logged at the epoch's end
         logits = output.logits if isinstance(output, TrainOutput) else output
         hard = target if target.dim() == 1 else target.argmax(1)
-        self.log("train/acc", (logits.argmax(1) == hard).float().mean(), on_step=False, on_epoch=True, sync_dist=True)
+        correct = (logits.argmax(1) == hard).sum()
+        self._epoch_correct = correct if self._epoch_correct is None else self._epoch_correct + correct
+        self._epoch_seen += hard.numel()
         return loss
 
     GROWTH = 100.0  # a loss this many times the first step's is diverging, though still finite
 
-    def _watch_growth(self, value: float) -> None:
+    def _watch_loss(self, loss: torch.Tensor) -> None:
+        """The loss checks (not finite: stop; grown a hundredfold: warn once), read on the host in batches:
+        every step on a CPU, where reading costs nothing; on an accelerator at Lightning's logging interval,
+        when it reads the loss anyway (a host sync per step stalls a GPU that runs a small net), at the end
+        of each epoch and before any checkpoint is written. The step named is the one that failed."""
+        self._pending_losses.append((self.global_step, self.current_epoch, loss.detach()))
+        if reads_every_step(loss.device) or len(self._pending_losses) >= max(1, self.trainer.log_every_n_steps):
+            self._check_losses()
+
+    def _check_losses(self) -> None:
+        pending = self._pending_losses
+        if not pending:
+            return
+        values = torch.stack([loss.float() for _, _, loss in pending]).tolist()  # the one host sync
+        steps = [(step, epoch) for step, epoch, _ in pending]
+        pending.clear()
+        for (step, epoch), value in zip(steps, values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss is {value} at step {step} (epoch {epoch}); "
+                                       f"{last_finite_message(self.trainer)}")
+            self._watch_growth(value, step)
+
+    def _watch_growth(self, value: float, step: int) -> None:
         """Warn once when the loss grows by orders of magnitude over the first step's (before any update:
         about ln(classes)); Adam at lr 1e6 trains to a finite 3.5e9 without a word otherwise."""
         first = getattr(self, "_first_loss", None)
@@ -228,12 +271,22 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
             self._warned = True
             lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
             rank_zero_warn(f"the training loss grew from {first:.3g} (first step) to {value:.3g} at step "
-                           f"{self.global_step}: the learning rate ({lr:.3g}) is probably too high; the run goes on")
+                           f"{step}: the learning rate ({lr:.3g}) is probably too high; the run goes on")
+
+    def on_train_epoch_end(self) -> None:
+        self._check_losses()
+        if self._epoch_seen:  # before ModelCheckpoint and EarlyStopping, which Lightning calls after this hook
+            self.log("train/acc", self._epoch_correct.float() / self._epoch_seen, on_step=False, on_epoch=True,
+                     sync_dist=True)
+
+    def on_train_end(self) -> None:
+        self._check_losses()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_same_net(checkpoint, self.net, self.hparams.arch)  # one line, not Lightning's size-mismatch dump
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_losses()  # a loss not yet read names the step where training failed
         refuse_nonfinite(checkpoint, self.trainer)  # a checkpoint to resume from must be finite
 
     def optimizer_step(self, *args, **kwargs) -> None:
