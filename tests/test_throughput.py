@@ -60,3 +60,44 @@ def test_fit_adds_the_callback_unless_configured():
     own = Throughput(window_size=5)
     assert with_throughput("fit", [own]) == [own]  # the user's own monitor is kept, not doubled
     assert with_throughput("validate", []) == []
+
+
+def test_training_reads_the_clock_at_the_logging_interval_not_every_batch(tmp_path):
+    """Lightning's monitor reads the clock (and synchronises a GPU) after every batch; ours where it logs
+    and at an epoch's last batch, with the figures unchanged in meaning: every batch is counted."""
+    from lightning.pytorch.callbacks import ThroughputMonitor
+
+    readings = []
+
+    class Counting(Throughput):
+        def _update(self, trainer, pl_module, batch, iter_num):
+            before = self._batches.get(trainer.state.stage, 0)
+            super()._update(trainer, pl_module, batch, iter_num)
+            if trainer.training and len(self._throughputs[trainer.state.stage]._time) and \
+                    self._throughputs[trainer.state.stage]._batches[-1] == before + 1:
+                readings.append(trainer.global_step)
+
+    import yaml
+
+    arch = tmp_path / "tiny.yaml"
+    arch.write_text(yaml.safe_dump(ARCH, sort_keys=False))
+    model = ClassifierModule(str(arch), num_classes=4, input_shape=(3, 8, 8))
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=96, val_size=16, batch_size=8)
+    monitor = Counting(window_size=8)
+    trainer = L.Trainer(max_epochs=2, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=0),
+                        log_every_n_steps=4, enable_checkpointing=False, limit_val_batches=0,
+                        callbacks=[monitor], enable_model_summary=False, enable_progress_bar=False)
+    assert isinstance(monitor, ThroughputMonitor)
+    trainer.fit(model, data)
+    assert trainer.global_step == 24 and readings == [4, 8, 12, 16, 20, 24], readings  # 6 readings for 24 batches
+    from lightning.pytorch.trainer.states import RunningStage
+
+    throughput = monitor._throughputs[RunningStage.TRAINING]
+    assert throughput._batches[-1] == 24 and throughput._samples[-1] == 192  # every batch counted
+    with open(tmp_path / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/device/flops_per_sec")]
+    plan = plan_model(str(arch), classes=4)
+    assert rows  # a window of 8 batches is 2 readings: figures from step 8 on
+    for r in rows:
+        flops, samples = float(r["train/device/flops_per_sec"]), float(r["train/device/samples_per_sec"])
+        assert flops / samples == pytest.approx(train_flops_per_sample(plan.macs), rel=1e-6)
