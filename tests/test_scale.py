@@ -502,3 +502,21 @@ def test_a_hung_rank_ends_the_job_at_the_process_group_timeout(tmp_path, jobs):
     while alive(hung) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(hung)
+
+
+def test_ddp_ranks_agree_on_signals_every_ten_steps_and_at_epoch_ends_not_every_step():
+    """The agreement is a collective read on the host (a device sync): every step it would stall GPUs that
+    run a small net. One process needs no collective and reads its flag every step."""
+    from types import SimpleNamespace
+
+    from pipeline.training.fault import FaultTolerance
+
+    def trainer(step, world, last=False):
+        progress = SimpleNamespace(is_last_batch=last)
+        return SimpleNamespace(global_step=step, world_size=world,
+                               fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+
+    ft = FaultTolerance(every_n_steps=25)
+    assert [s for s in range(1, 51) if ft._agrees_now(trainer(s, 2))] == [10, 20, 25, 30, 40, 50]
+    assert ft._agrees_now(trainer(13, 2, last=True))  # before validation and the epoch-end checkpoint
+    assert all(ft._agrees_now(trainer(s, 1)) for s in range(1, 51))
