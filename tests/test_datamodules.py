@@ -279,3 +279,28 @@ def test_verify_flag_through_the_cli_lists_bad_files_and_exits_2(bad_folder, tmp
     lines = proc.stderr.strip().splitlines()[-6:]  # after Lightning's own start-up lines
     assert lines[0].startswith("5 bad file(s)")
     assert any(l.startswith(str(bad_folder / "a" / "zero.png")) for l in lines)
+
+
+def test_a_sample_is_augmented_by_its_seed_and_a_fixed_pipeline_is_not_seeded():
+    """Every training sample's augmentation depends on (seed, epoch, index) only; pipelines that draw nothing
+    (resize, crop, normalise) skip the seeding, and a choice among fixed transforms still draws."""
+    import albumentations as A
+    import numpy as np
+
+    from datamodules.sampling import draws_at_random, seed_sample
+    from datamodules.transforms import pipeline
+
+    augment = pipeline("digits", 16, True)
+    image = (np.arange(256).reshape(16, 16, 1) * 7 % 251).astype(np.uint8)
+
+    def sample(index):
+        seed_sample(index, augment)
+        return augment(image=image)["image"]
+
+    first = sample((5, 0, 3))
+    assert not np.array_equal(first, sample((6, 0, 3))) and not np.array_equal(first, sample((5, 0, 4)))
+    assert np.array_equal(first, sample((5, 0, 3)))  # the same sample again, after others
+    assert draws_at_random(augment) and not draws_at_random(pipeline("none", 16, True))
+    assert not draws_at_random(A.Compose([A.Resize(8, 8), A.CenterCrop(4, 4), A.Normalize()]))
+    assert draws_at_random(A.Compose([A.OneOf([A.Resize(8, 8), A.Resize(9, 9)], p=1.0)]))
+    assert draws_at_random(A.Compose([A.Resize(8, 8, p=0.5)])) and draws_at_random(lambda image: image)
