@@ -1,6 +1,7 @@
 """The LightningModule: a YAML-declared net, its losses (auxiliary heads included), metrics and optimizers."""
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import asdict, replace
@@ -107,63 +108,77 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
                  pretrained_lr_scale: float = 1.0, channels_last: bool = False, compile: bool = False,
                  evaluation: EvalConfig | None = None, aux_weights: dict[str, float] | None = None):
         super().__init__()
-        # dicts when reloaded from a checkpoint's hyper-parameters
-        optimizer = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer
-        scheduler = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
-        if not getattr(optimizer, "lr", 0) >= 0:  # checked before the net is built (NaN fails too)
-            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {optimizer.lr}")
-        check_optimizer(optimizer)  # a wrong name or argument fails here, before the data is loaded
-        # plain values only, so checkpoints load with weights_only=True
-        self.save_hyperparameters({"arch": str(arch), "num_classes": num_classes, "vars": dict(vars or {}),
-                                   "input_shape": list(input_shape) if input_shape else None,
-                                   "optimizer": asdict(optimizer), "scheduler": asdict(scheduler),
-                                   "label_smoothing": label_smoothing, "ema_decay": ema_decay,
-                                   "init_from": init_from, "init_prefix": init_prefix,
-                                   "freeze_until": freeze_until, "pretrained_lr_scale": pretrained_lr_scale,
-                                   "channels_last": channels_last, "compile": compile,
-                                   "aux_weights": dict(aux_weights or {})})
-        self.opt_cfg, self.sched_cfg, self.label_smoothing = optimizer, scheduler, label_smoothing
-        overrides = dict(vars or {})
-        if num_classes is not None:
-            overrides["classes"] = num_classes
-        plan = plan_model(arch, tuple(input_shape) if input_shape else None, **overrides)
-        self.plan = plan  # shapes of every node: the CLI's memory check reads them before any allocation
-        self.net = materialize(plan)
-        try:
-            self.net.set_aux_weights(dict(aux_weights or {}))
-        except ValueError as err:
-            raise ArchError(f"model.aux_weights: {err} (in {arch})") from None
+        opt_cfg = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer  # a dict: reloaded
+        sched_cfg = SchedulerConfig(**scheduler) if isinstance(scheduler, dict) else scheduler
+        if not getattr(opt_cfg, "lr", 0) >= 0:  # NaN fails too
+            raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {opt_cfg.lr}")
+        check_optimizer(opt_cfg)  # a wrong name or argument fails here, before the net or the data exist
+        # the arguments, recorded as hyper-parameters below, made plain values first so that checkpoints load
+        # with weights_only=True (a new argument needs no edit here unless it is not plain)
+        arch, vars, aux_weights = str(arch), dict(vars or {}), dict(aux_weights or {})
+        input_shape = list(input_shape) if input_shape else None
+        optimizer, scheduler = asdict(opt_cfg), asdict(sched_cfg)
+        # given explicitly: under LightningCLI, save_hyperparameters() would record the raw command-line config
+        # instead; `evaluation` (how to evaluate) is not what was trained
+        given = locals()
+        self.save_hyperparameters({name: given[name] for name in inspect.signature(ClassifierModule).parameters
+                                   if name != "evaluation"})
+        self.opt_cfg, self.sched_cfg, self.label_smoothing = opt_cfg, sched_cfg, label_smoothing
+        self.plan = self._plan(num_classes, compile)
+        self.net = self._build(aux_weights)
+        self.pretrained: set[str] = self._init_from(init_from, init_prefix) if init_from else set()
+        self.frozen = self._freeze(freeze_until) if freeze_until else []
+        self.ema = self._average(ema_decay)
+        self.channels_last = channels_last
+        self._set_layout(channels_last)
+        if compile:
+            # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
+            self.net.compile(fullgraph=True)
+        self._pending_losses: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss) not yet read
+        self._epoch_correct: torch.Tensor | None = None  # this epoch's correct training predictions, on the device
+        self._epoch_seen = 0
+        # validation/test/predict steps (crops, ensembles, metrics): pipeline/evaluation
+        self.evaluator = Evaluator(self.num_classes, evaluation)
+
+    # -- construction, step by step -------------------------------------------------------------
+    def _plan(self, num_classes: int | None, compile: bool):
+        """The net's plan: every node's shape, parameters and MACs, checked before anything is allocated
+        (the CLI's memory check reads it)."""
+        hp = self.hparams
+        overrides = dict(hp.vars) | ({"classes": num_classes} if num_classes is not None else {})
+        plan = plan_model(hp.arch, tuple(hp.input_shape) if hp.input_shape else None, **overrides)
         self.num_classes = int(plan.out_shape[0])
         if self.num_classes < 2:
-            raise ArchError(f"{arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 classes "
-                            "(model.num_classes, or the file's 'classes' variable)")
+            raise ArchError(f"{hp.arch}: the net has {self.num_classes} output(s); a classifier needs at least 2 "
+                            "classes (model.num_classes, or the file's 'classes' variable)")
         self.macs_per_sample = plan.macs  # aux heads included: they train; read by training.throughput
         # Lightning's model summary runs one sample through the net for in/out sizes and FLOPs; made on access
         # (see example_input_array) so a run the memory check refuses never allocates it. Not with compile: a
         # compiled net would compile for eval mode first.
         self._example_shape = None if compile else tuple(plan.in_shape)
-        self.pretrained: set[str] = set()
-        if init_from:
-            self.pretrained = self._init_from(init_from, init_prefix)
-        self.frozen = self._freeze(freeze_until) if freeze_until else []
-        self._pending_losses: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss) not yet read
-        self._epoch_correct: torch.Tensor | None = None  # this epoch's correct training predictions, on the device
-        self._epoch_seen = 0
-        self.ema = None
-        if ema_decay > 0:
-            from timm.utils import ModelEmaV3
+        return plan
 
-            self.ema = ModelEmaV3(self.net, decay=ema_decay)
-        self.channels_last = channels_last
+    def _build(self, aux_weights: dict[str, float]) -> nn.Module:
+        net = materialize(self.plan)
+        try:
+            net.set_aux_weights(aux_weights)
+        except ValueError as err:
+            raise ArchError(f"model.aux_weights: {err} (in {self.hparams.arch})") from None
+        return net
+
+    def _average(self, decay: float):
+        """timm's exponential moving average of the weights (evaluated instead of them), or None."""
+        if decay <= 0:
+            return None
+        from timm.utils import ModelEmaV3
+
+        return ModelEmaV3(self.net, decay=decay)
+
+    def _set_layout(self, channels_last: bool) -> None:
         if channels_last:  # only 4-D tensors change; a 1-D net (WaveNet) is left as it is
             self.net.to(memory_format=torch.channels_last)
             if self.ema is not None:
                 self.ema.module.to(memory_format=torch.channels_last)
-        if compile:
-            # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
-            self.net.compile(fullgraph=True)
-        # validation/test/predict steps (crops, ensembles, metrics): pipeline/evaluation
-        self.evaluator = Evaluator(self.num_classes, evaluation)
 
     @property
     def example_input_array(self) -> torch.Tensor | None:
