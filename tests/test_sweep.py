@@ -184,3 +184,20 @@ def test_a_killed_worker_is_retried_and_the_grid_done_once(tmp_path):
     retry = next(t for t in done if t.system_attrs.get("failed_trial") == 0)
     assert retry.user_attrs.get("resumed") and retry.user_attrs["folder"].endswith("trial_0000")
     assert "Restored all states from the checkpoint" in (tmp_path / "out/trial_0000/fit.log").read_text()
+
+
+def test_workers_divide_the_cpus_among_their_fits_unless_omp_num_threads_is_set(monkeypatch):
+    """Each trial's fit takes its threads from OMP_NUM_THREADS (training/threads.py): N workers on a machine
+    share its CPUs instead of each fit taking them all."""
+    import os
+
+    from pipeline.sweep.engine import worker_env
+    from pipeline.training.threads import usable_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = usable_cpus()[0]
+    assert worker_env(2, None)["OMP_NUM_THREADS"] == str(max(1, cpus // 2))
+    assert worker_env(4 * cpus, None)["OMP_NUM_THREADS"] == "1"
+    assert worker_env(2, "1")["CUDA_VISIBLE_DEVICES"] == "1" and os.getcwd() in worker_env(2, None)["PYTHONPATH"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_env(2, None)["OMP_NUM_THREADS"] == "3"  # the user's choice wins

@@ -251,16 +251,28 @@ def divide_gpus(count: int) -> list[str | None]:
     return [",".join(gpus[i::count]) for i in range(count)]
 
 
+def worker_env(count: int, gpus: str | None) -> dict[str, str]:
+    """The environment of one of ``count`` worker processes (and of its trials' fits): this package on the
+    path, its GPUs, and, unless OMP_NUM_THREADS is set, the CPUs this process may use divided among the
+    workers: each fit would otherwise take them all, and N workers would run N times the cores' threads."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    if not os.environ.get("OMP_NUM_THREADS"):
+        from ..training.threads import usable_cpus
+
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cpus()[0] // count))
+    return env
+
+
 def run_workers(count: int, settings: dict[str, Any]) -> int:
     """``count`` workers: one runs in this process; more each run in their own (``python -m pipeline.sweep.worker``)."""
     if count == 1:
         return work(**settings)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     workers = []
     for i, gpus in enumerate(divide_gpus(count)):
-        own = env if gpus is None else {**env, "CUDA_VISIBLE_DEVICES": gpus}
         workers.append(subprocess.Popen([sys.executable, "-m", "pipeline.sweep.worker",
-                                         json.dumps({**settings, "worker": i})], env=own))
+                                         json.dumps({**settings, "worker": i})], env=worker_env(count, gpus)))
     try:
         codes = [w.wait() for w in workers]
     except KeyboardInterrupt:
