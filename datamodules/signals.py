@@ -1,4 +1,5 @@
-"""1-D signals: arrays from .npy/.npz files, folders of WAV files by class, and sequential digits.
+"""1-D signals: the base module, arrays from .npy/.npz files and sequential digits (folders of WAV files
+by class: wav.py; the augmentations: signal_augment.py).
 
 Signals are float32 (C, L) arrays, standardised once when loaded. Training cuts a window of the
 net's input length at a random place (padding short signals with zeros) and augments it; evaluation
@@ -14,10 +15,7 @@ Augmentation is declared like the image presets: a preset name (``signal``, ``no
 """
 from __future__ import annotations
 
-import difflib
-import random
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,125 +25,7 @@ from .base import ImageDataModule
 from .errors import DataError
 from .sampling import seed_sample
 
-SignalSpec = str | list[dict[str, Any]] | None
-
-
-# -- augmentation ---------------------------------------------------------------------------------
-class TimeShift:
-    """Shift along time by up to ``max_shift`` x the length, either way; zeros fill the gap."""
-
-    def __init__(self, max_shift: float = 0.1, p: float = 1.0):
-        if not 0.0 <= max_shift < 1.0 or not 0.0 <= p <= 1.0:
-            raise ValueError(f"max_shift must be in [0, 1) and p in [0, 1], got {max_shift} and {p}")
-        self.max_shift, self.p = max_shift, p
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        limit = int(self.max_shift * x.shape[-1])
-        if limit == 0 or rng.random() >= self.p:
-            return x
-        shift = int(rng.integers(-limit, limit + 1))
-        out = np.zeros_like(x)
-        if shift >= 0:
-            out[:, shift:] = x[:, :x.shape[-1] - shift]
-        else:
-            out[:, :shift] = x[:, -shift:]
-        return out
-
-
-class Gain:
-    """Multiply by a factor drawn log-uniformly from [min_gain, max_gain]."""
-
-    def __init__(self, min_gain: float = 0.8, max_gain: float = 1.25, p: float = 1.0):
-        if not 0.0 < min_gain <= max_gain or not 0.0 <= p <= 1.0:
-            raise ValueError(f"need 0 < min_gain <= max_gain and p in [0, 1], got {min_gain}, {max_gain}, {p}")
-        self.min_gain, self.max_gain, self.p = min_gain, max_gain, p
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.p:
-            return x
-        return x * np.float32(np.exp(rng.uniform(np.log(self.min_gain), np.log(self.max_gain))))
-
-
-class Noise:
-    """Add Gaussian noise of standard deviation ``std`` (in units of the standardised signal)."""
-
-    def __init__(self, std: float = 0.05, p: float = 1.0):
-        if std < 0 or not 0.0 <= p <= 1.0:
-            raise ValueError(f"need std >= 0 and p in [0, 1], got {std} and {p}")
-        self.std, self.p = std, p
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= self.p:
-            return x
-        return x + rng.normal(0.0, self.std, x.shape).astype(np.float32)
-
-
-AUGMENTATIONS: dict[str, type] = {"TimeShift": TimeShift, "Gain": Gain, "Noise": Noise}
-PRESETS = ("signal", "none")
-
-
-def build_augmentation(item: dict[str, Any]) -> Callable:
-    if not isinstance(item, dict) or "name" not in item:
-        raise DataError(f"a signal transform must be a mapping with 'name', got {item!r}")
-    args = dict(item)
-    name = args.pop("name")
-    if name not in AUGMENTATIONS:
-        near = difflib.get_close_matches(str(name), list(AUGMENTATIONS), n=2)
-        hint = f" (did you mean {' or '.join(near)}?)" if near else ""
-        raise DataError(f"unknown signal transform '{name}'{hint}; known: {', '.join(AUGMENTATIONS)}")
-    try:
-        return AUGMENTATIONS[name](**args)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"signal transform '{name}': {str(err).splitlines()[0]}") from None
-
-
-def augmentations(spec: SignalSpec) -> list[Callable]:
-    """A preset name (signal: shift 10%, gain 0.8-1.25, noise 0.05; none) or a list of transforms."""
-    if spec is None or spec == "none":
-        return []
-    if spec == "signal":
-        return [TimeShift(0.1), Gain(0.8, 1.25), Noise(0.05)]
-    if isinstance(spec, str):
-        raise DataError(f"unknown signal augmentation preset '{spec}'; known: {', '.join(PRESETS)}")
-    return [build_augmentation(t) for t in spec]
-
-
-# -- windows --------------------------------------------------------------------------------------
-def fit_length(x: np.ndarray, length: int, start: int | None = None) -> np.ndarray:
-    """A window of ``length`` samples starting at ``start`` (default: centred); a shorter signal is
-    zero-padded instead, placed ``start`` samples in (default: centred)."""
-    size = x.shape[-1]
-    if size >= length:
-        start = (size - length) // 2 if start is None else start
-        return x[:, start:start + length]
-    offset = (length - size) // 2 if start is None else start
-    out = np.zeros((x.shape[0], length), dtype=x.dtype)
-    out[:, offset:offset + size] = x
-    return out
-
-
-class SignalTransform:
-    """Window of ``length`` (random in training, centred otherwise; ``whole`` keeps the whole signal,
-    padded to at least ``length``, for windowed evaluation) then the augmentations. Seeded per sample
-    through ``set_random_state`` (datamodules/sampling.py), like albumentations' pipelines."""
-
-    def __init__(self, length: int, train: bool, steps: list[Callable] | None = None, whole: bool = False):
-        self.length, self.train, self.steps, self.whole = length, train, steps or [], whole
-        self.rng = np.random.default_rng()
-
-    def set_random_state(self, rng: np.random.Generator, _python_random: random.Random) -> None:
-        self.rng = rng
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.whole:
-            return fit_length(x, self.length) if x.shape[-1] < self.length else x
-        if self.train:
-            slack = abs(x.shape[-1] - self.length)
-            x = fit_length(x, self.length, int(self.rng.integers(0, slack + 1)))
-            for step in self.steps:
-                x = step(x, self.rng)
-            return x
-        return fit_length(x, self.length)
+from .signal_augment import SignalSpec, SignalTransform, augmentations
 
 
 class SignalDataset(Dataset):
@@ -174,7 +54,7 @@ def signal_dataset(datamodule: ImageDataModule, split: str) -> SignalDataset:
     return SignalDataset(signals, labels, transform)
 
 
-def standardise(splits: dict[str, tuple[list[np.ndarray], np.ndarray]]) -> None:
+def standardize_splits(splits: dict[str, tuple[list[np.ndarray], np.ndarray]]) -> None:
     """Zero mean and unit variance per channel, with the training split's statistics, in place."""
     train = splits["train"][0]
     joined = np.concatenate([np.asarray(s, dtype=np.float64) for s in train], axis=-1)
@@ -241,7 +121,7 @@ class SignalDataModule(ImageDataModule):
         if len(channels) != 1:
             raise DataError(f"signals have different numbers of channels: {sorted(channels)}")
         if standardize:
-            standardise(splits)
+            standardize_splits(splits)
         self.splits, self.names, self.channels = splits, names, channels.pop()
         self.length = length or max(s.shape[-1] for s in splits["train"][0])
 
@@ -336,128 +216,6 @@ class SignalArrayDataModule(SignalDataModule):
         if len(names) < count:
             raise DataError(f"class_names: {len(names)} names for labels up to {count - 1}")
         self.finish(loaded, [str(n) for n in names], self.given_length, self.standardize)
-
-
-def read_wav(path: Path) -> tuple[int, np.ndarray]:
-    """(sample rate, float32 (C, L) in [-1, 1]) of a WAV file (scipy.io.wavfile: PCM and float)."""
-    from scipy.io import wavfile
-
-    try:
-        rate, data = wavfile.read(path)
-    except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, the user fixes the file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a readable WAV file ({reason})") from None
-    if data.size == 0:
-        raise DataError(f"{path}: the WAV file holds no samples")
-    if data.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
-        signal = (data.astype(np.float32) - 128.0) / 128.0
-    elif np.issubdtype(data.dtype, np.integer):
-        signal = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    else:
-        signal = data.astype(np.float32)
-    signal = signal[:, None] if signal.ndim == 1 else signal
-    return int(rate), np.ascontiguousarray(signal.T)
-
-
-def _wav_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
-
-
-class SignalFolderDataModule(SignalDataModule):
-    """WAV files by class: ``root/<class>/*.wav`` split by ``val_fraction``, or ``root/train/<class>``
-    and ``root/val/<class>``. Every file must have the same sample rate and number of channels.
-
-    Args:
-        root: the folder.
-        length: samples per window (the net's input length); default: the longest training file.
-        val_fraction: share held out for validation when there is no ``root/val``.
-        standardize: zero mean, unit variance per channel (training statistics).
-        predict_root: folder of WAV files (read recursively) for ``predict``; default: the validation files.
-        batch_size: samples per batch.
-        num_workers: loader worker processes.
-        pin_memory: pin batches in page-locked memory.
-        persistent_workers: keep workers alive between epochs.
-        seed: seed of the split, the order and the augmentation.
-        train_transforms: augmentation preset (signal, none) or a list of {name: TimeShift|Gain|Noise, ...}.
-    """
-
-    def __init__(self, root: str, length: int | None = None, val_fraction: float = 0.2, standardize: bool = True,
-                 predict_root: str | None = None, batch_size: int = 64, num_workers: int = 0,
-                 pin_memory: bool = False, persistent_workers: bool = False, seed: int = 0,
-                 train_transforms: SignalSpec = "signal"):
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, train_transforms)
-        if not 0.0 < val_fraction < 1.0:
-            raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        if length is not None and length <= 0:
-            raise DataError(f"length must be positive, got {length}")
-        self.root, self.predict_root = Path(root), predict_root
-        self.given_length, self.val_fraction, self.standardize = length, val_fraction, standardize
-        self.paths: dict[str, list[Path]] = {}
-        self.rate: int | None = None
-        self.first: Path | None = None  # the file that set the sample rate
-        self.save_hyperparameters()
-
-    def _read(self, files: list[Path]) -> list[np.ndarray]:
-        signals = []
-        for path in files:
-            rate, signal = read_wav(path)
-            if self.rate is None:
-                self.rate, self.first = rate, path
-            elif rate != self.rate:
-                raise DataError(f"{path}: sample rate {rate} Hz, but {self.first} has {self.rate} Hz "
-                                "(resample the files to one rate)")
-            signals.append(signal)
-        return signals
-
-    def _classes(self, folder: Path) -> tuple[list[Path], list[int], list[str]]:
-        if not folder.is_dir():
-            raise DataError(f"signal folder not found: {folder}")
-        names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        if not names:
-            raise DataError(f"{folder}: no class folders (expected {folder}/<class>/*.wav)")
-        files, labels = [], []
-        for label, name in enumerate(names):
-            found = _wav_files(folder / name)
-            if not found:
-                raise DataError(f"{folder / name}: no .wav files in this class folder")
-            files += found
-            labels += [label] * len(found)
-        return files, labels, names
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        split_folders = (self.root / "train").is_dir() and (self.root / "val").is_dir()
-        files, labels, names = self._classes(self.root / "train" if split_folders else self.root)
-        signals, y = self._read(files), np.asarray(labels, dtype=np.int64)
-        if split_folders:
-            val_files, val_labels, val_names = self._classes(self.root / "val")
-            if val_names != names:
-                raise DataError(f"{self.root / 'val'}: class folders {val_names} differ from train's {names}")
-            splits = {"train": (signals, y), "val": (self._read(val_files), np.asarray(val_labels, dtype=np.int64))}
-            self.paths = {"train": files, "val": val_files}
-        else:
-            train_idx, val_idx = split_index(y, self.val_fraction, self.seed)
-            splits = {"train": ([signals[i] for i in train_idx], y[train_idx]),
-                      "val": ([signals[i] for i in val_idx], y[val_idx])}
-            self.paths = {"train": [files[i] for i in train_idx], "val": [files[i] for i in val_idx]}
-        if self.predict_root:
-            predict_files = _wav_files(Path(self.predict_root))
-            if not predict_files:
-                raise DataError(f"predict_root: no .wav files under {self.predict_root}")
-            splits["predict"] = (self._read(predict_files), np.zeros(len(predict_files), dtype=np.int64))
-            self.paths["predict"] = predict_files
-        self.finish(splits, names, self.given_length, self.standardize)
-
-    def predict_dataloader(self):
-        from .base import IndexedDataset
-
-        if "predict" not in self.splits:
-            return super().predict_dataloader()
-        return self.eval_loader(IndexedDataset(self.dataset("predict")))
-
-    def predict_names(self) -> list[str]:
-        return [str(p) for p in self.paths["predict" if "predict" in self.splits else self.test_split()]]
 
 
 class SequentialDigitsDataModule(SignalDataModule):

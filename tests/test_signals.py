@@ -14,7 +14,7 @@ from scipy.io import wavfile
 
 from datamodules import (DataError, SequentialDigitsDataModule, SignalArrayDataModule, SignalFolderDataModule,
                          SyntheticDataModule)
-from datamodules.signals import Gain, Noise, SignalTransform, TimeShift, augmentations, fit_length
+from datamodules.signal_augment import Gain, Noise, SignalTransform, TimeShift, augmentations, fit_length
 from pipeline.cli import main
 from pipeline.evaluation import EvalConfig, Evaluator, Member, combine
 from pipeline.evaluation.windows import make_windows, window_starts

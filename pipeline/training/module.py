@@ -182,8 +182,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
 
     @property
     def example_input_array(self) -> torch.Tensor | None:
-        """One zero sample of the planned input shape, made when Lightning's summary asks (after the memory
-        check) and only up to 2**24 values: a larger input is not run just to print a table."""
+        """A zero sample of the planned shape, made when Lightning asks (after the memory check), <= 2**24 values."""
         shape = getattr(self, "_example_shape", None)
         if shape is None or math.prod(shape) > 2**24:
             return self._example_input_array
