@@ -28,11 +28,10 @@ log = logging.getLogger(__name__)
 
 def logs_this_step(trainer: L.Trainer) -> bool:
     """Whether a training step's logged values reach anyone: the loggers take them every log_every_n_steps
-    (Lightning's own test, which its monitors use too), a progress bar at every step it refreshes."""
-    bar = trainer.progress_bar_callback
-    if bar is not None and bar.is_enabled:
-        return True
-    return trainer._logger_connector.should_update_logs
+    (Lightning's own test, which its monitors use too), a progress bar every step. The same answer on every
+    rank (a configured bar, not rank zero's enabled one): the losses are logged with sync_dist, a collective
+    that all ranks must join."""
+    return trainer.progress_bar_callback is not None or trainer._logger_connector.should_update_logs
 
 
 def reads_every_step(device: torch.device) -> bool:
