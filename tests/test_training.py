@@ -236,17 +236,20 @@ def tiny_arch(tmp_path) -> str:
     return str(path)
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    class Poison(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if trainer.global_step == 5:
-                with torch.no_grad():
-                    module.net.fc.fc.weight.fill_(float("nan"))
+class PoisonAtStep5(L.Callback):
+    """Makes the classifier's weights NaN before step 5: that step's loss is the first that is not finite."""
 
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 5:
+            with torch.no_grad():
+                module.net.fc.fc.weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=8)
     model = ClassifierModule(tiny_arch(tmp_path), num_classes=4)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_last=True)
-    trainer = L.Trainer(max_epochs=3, callbacks=[Poison(), ckpt], logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(max_epochs=3, callbacks=[PoisonAtStep5(), ckpt], logger=False, enable_progress_bar=False)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 5"):
         trainer.fit(model, data)
     state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
@@ -381,15 +384,9 @@ def test_on_an_accelerator_the_loss_is_read_in_batches_and_the_failing_step_stil
             reads.append(len(self._pending_losses))
         return real_check(self)
 
-    class Poison(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if trainer.global_step == 5:
-                with torch.no_grad():
-                    module.net.fc.fc.weight.fill_(float("nan"))
-
     data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=64, batch_size=8)
     model = ClassifierModule(tiny_arch(tmp_path), num_classes=4)
-    trainer = L.Trainer(max_epochs=3, callbacks=[Poison()], logger=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=3, callbacks=[PoisonAtStep5()], logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, log_every_n_steps=4, num_sanity_val_steps=0)
     monkeypatch.setattr(ClassifierModule, "_check_losses", counting_check)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 5 "):
@@ -437,3 +434,25 @@ def test_step_losses_are_logged_at_the_logging_interval_and_training_accuracy_on
     accuracy = [float(r["train/acc"]) for r in rows if r.get("train/acc")]
     assert accuracy == pytest.approx([sum(hits[e]) / len(hits[e]) for e in (0, 1)], abs=1e-6)
     assert calls.count("train/acc") == 2 and len(hits[0]) == 96
+
+
+def test_every_ddp_rank_logs_the_step_losses_at_the_same_steps(tmp_path):
+    """The losses are logged with sync_dist, a collective: Lightning disables the progress bar on ranks
+    other than zero, and deciding by the enabled bar had rank zero log (and wait) alone every step."""
+    from pipeline.training.module import logs_this_step
+
+    answers = []
+
+    class Ask(L.Callback):  # at step 1, not a logging step: as rank zero, then as the other ranks see it
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 1:
+                answers.append(logs_this_step(trainer))
+                trainer.progress_bar_callback.disable()
+                answers.append(logs_this_step(trainer))
+
+    data = SyntheticDataModule(num_classes=4, input_shape=(3, 8, 8), train_size=32, batch_size=8)
+    model = ClassifierModule(tiny_arch(tmp_path), num_classes=4, input_shape=(3, 8, 8))
+    trainer = L.Trainer(max_steps=2, callbacks=[Ask()], logger=False, enable_checkpointing=False,
+                        log_every_n_steps=50, limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(model, data)
+    assert answers == [True, True]
