@@ -1,5 +1,5 @@
 """LightningDataModules and albumentations pipelines."""
-from .base import ImageDataModule
+from .base import ClassificationDataModule, ImageDataModule
 from .digits import DigitsDataModule
 from .errors import DataError
 from .folder import ImageFolderDataModule, verify_image_folder
@@ -8,9 +8,9 @@ from .signals import SequentialDigitsDataModule, SignalArrayDataModule
 from .wav import SignalFolderDataModule
 from .synthetic import SyntheticDataModule
 
-__all__ = ["CIFAR100DataModule", "CIFAR10DataModule", "DataError", "DigitsDataModule", "FashionMNISTDataModule",
-           "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "SequentialDigitsDataModule",
-           "SignalArrayDataModule", "SignalFolderDataModule", "SyntheticDataModule",
+__all__ = ["CIFAR100DataModule", "CIFAR10DataModule", "ClassificationDataModule", "DataError", "DigitsDataModule",
+           "FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule",
+           "SequentialDigitsDataModule", "SignalArrayDataModule", "SignalFolderDataModule", "SyntheticDataModule",
            "StreamingDataModule", "verify_image_folder"]
 
 

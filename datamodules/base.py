@@ -1,4 +1,5 @@
-"""What every datamodule shares: in-memory uint8 images, albumentations, loaders, class names."""
+"""What every datamodule shares (splits, seeded loaders, class names: ClassificationDataModule) and what
+every image one adds (in-memory uint8 images, albumentations, normalisation, Mixup: ImageDataModule)."""
 from __future__ import annotations
 
 from typing import Any
@@ -54,27 +55,17 @@ def collate_unstacked(samples: list[tuple[torch.Tensor, int]]) -> tuple[list[tor
     return [x for x, _ in samples], torch.tensor([y for _, y in samples], dtype=torch.int64)
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Base of the datamodules: loaders, augmentation pipelines, Mixup/CutMix and class names.
+class ClassificationDataModule(L.LightningDataModule):
+    """Base of every datamodule, images and 1-D signals: labelled samples in splits, seeded loaders
+    (training resumable mid-epoch, evaluation every sample once) and class names in the checkpoint.
 
-    Subclasses fill ``self.splits`` in ``setup`` with ``{"train"|"val"|"test": (images, labels)}``
-    (uint8 NHWC arrays) and define ``num_classes``, ``input_shape`` and ``class_names``.
-
-    Loaders yield ``(images, targets)`` with uint8 NCHW images; once on the device (Lightning's
-    ``on_after_batch_transfer``) they become float32, normalised with the dataset's statistics.
-    For multi-crop evaluation (``eval_resize`` set) eval batches hold a list of whole CHW images
-    instead; predict batches hold sample indices (see ``predict_names``) instead of targets.
-    Targets are int64 class indices, or, in training with ``mixup``/``cutmix`` > 0, soft targets of
-    shape (N, num_classes) summing to one.
+    Subclasses fill ``self.splits`` in ``setup`` with ``{"train"|"val"|"test": (samples, labels)}``,
+    make a split's dataset in ``dataset`` and define ``num_classes``, ``input_shape`` and ``class_names``.
+    Predict batches hold sample indices (see ``predict_names``) instead of targets.
     """
 
-    mean: tuple[float, ...] = (0.5,)
-    std: tuple[float, ...] = (0.5,)
-
     def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
-                 persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = None,
-                 eval_transforms: Spec = None, mixup: float = 0.0, cutmix: float = 0.0,
-                 label_smoothing: float = 0.0):
+                 persistent_workers: bool = False, seed: int = 0):
         super().__init__()
         # checked here, before any data is read: DataLoader would say it only after setup
         if not isinstance(batch_size, int) or batch_size <= 0:
@@ -83,10 +74,7 @@ class ImageDataModule(L.LightningDataModule):
             raise DataError(f"data.num_workers: expected 0 or more worker processes, got {num_workers}")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers and num_workers > 0
-        self.train_spec, self.eval_spec = train_transforms, eval_transforms
-        self.mixup_alpha, self.cutmix_alpha, self.label_smoothing = mixup, cutmix, label_smoothing
-        self.splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._mix = None
+        self.splits: dict[str, tuple[Any, np.ndarray]] = {}
 
     # -- what subclasses describe -------------------------------------------------------------
     @property
@@ -94,20 +82,17 @@ class ImageDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
     @property
     def class_names(self) -> list[str]:
         return [str(i) for i in range(self.num_classes)]
 
-    # -- loaders ----------------------------------------------------------------------------
-    def dataset(self, split: str) -> ArrayDataset:
-        images, labels = self.splits[split]
-        size = self.input_shape[1]
-        transform = pipeline(self.train_spec, size, True) if split == "train" else self.eval_transform()
-        return ArrayDataset(images, labels, transform)
+    def dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
 
+    # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         """Shuffled, split across ranks and resumable mid-epoch (datamodules/sampling.py); evaluation
         loaders are ``eval_loader``'s."""
@@ -130,17 +115,12 @@ class ImageDataModule(L.LightningDataModule):
         return [f"{split}[{i}]" for i in range(len(self.splits[split][0]))]
 
     # -- evaluation: validation, test, predict -------------------------------------------------
-    # multi-crop evaluation (pipeline/evaluation) sets this: eval loaders then yield whole images
-    # with the shorter side resized to it, as lists, and the crops are cut on the device
+    # multi-crop (or windowed) evaluation (pipeline/evaluation) sets this: eval loaders then yield whole
+    # samples as lists (images with the shorter side resized to it), and the crops are cut on the device
     eval_resize: int | None = None
 
     def test_split(self) -> str:
         return "test" if "test" in self.splits else "val"
-
-    def eval_transform(self):
-        if self.eval_resize:
-            return shorter_side(self.eval_resize)
-        return pipeline(self.eval_spec, self.input_shape[1], False)
 
     def eval_loader(self, dataset: Dataset, collate_fn=None, **loader_args: Any) -> DataLoader:
         """In order, every sample exactly once. Under DDP each process takes every W-th sample
@@ -157,7 +137,49 @@ class ImageDataModule(L.LightningDataModule):
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
                           collate_fn=collate_fn or (collate_unstacked if self.eval_resize else None), **loader_args)
 
-    # -- Mixup / CutMix (timm's implementation), training batches only --------------------------
+    # -- class names travel in the checkpoint (read back by pipeline/checkpoints.py) ---------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"class_names": list(self.class_names)}
+
+
+class ImageDataModule(ClassificationDataModule):
+    """Base of the image datamodules: albumentations pipelines, normalisation and Mixup/CutMix.
+
+    Subclasses fill ``self.splits`` in ``setup`` with ``{"train"|"val"|"test": (images, labels)}``
+    (uint8 NHWC arrays) and define ``num_classes``, ``input_shape`` and ``class_names``.
+
+    Loaders yield ``(images, targets)`` with uint8 NCHW images; once on the device (Lightning's
+    ``on_after_batch_transfer``) they become float32, normalised with the dataset's statistics.
+    For multi-crop evaluation (``eval_resize`` set) eval batches hold a list of whole CHW images
+    instead; predict batches hold sample indices (see ``predict_names``) instead of targets.
+    Targets are int64 class indices, or, in training with ``mixup``/``cutmix`` > 0, soft targets of
+    shape (N, num_classes) summing to one.
+    """
+
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = False, seed: int = 0, train_transforms: Spec = None,
+                 eval_transforms: Spec = None, mixup: float = 0.0, cutmix: float = 0.0,
+                 label_smoothing: float = 0.0):
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed)
+        self.train_spec, self.eval_spec = train_transforms, eval_transforms
+        self.mixup_alpha, self.cutmix_alpha, self.label_smoothing = mixup, cutmix, label_smoothing
+        self._mix = None
+
+    def dataset(self, split: str) -> ArrayDataset:
+        images, labels = self.splits[split]
+        size = self.input_shape[1]
+        transform = pipeline(self.train_spec, size, True) if split == "train" else self.eval_transform()
+        return ArrayDataset(images, labels, transform)
+
+    def eval_transform(self):
+        if self.eval_resize:
+            return shorter_side(self.eval_resize)
+        return pipeline(self.eval_spec, self.input_shape[1], False)
+
+    # -- normalisation on the device; Mixup / CutMix (timm's implementation), training batches only --
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW -> float32, scaled to [0, 1] and standardised with the dataset's statistics."""
         if images.dtype != torch.uint8:
@@ -185,7 +207,3 @@ class ImageDataModule(L.LightningDataModule):
         if len(images) % 2:  # timm mixes pairs within a batch
             images, targets = images[:-1], targets[:-1]
         return self._mix(images, targets)
-
-    # -- class names travel in the checkpoint (read back by pipeline/checkpoints.py) ---------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"class_names": list(self.class_names)}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import ImageDataModule
+from .base import ClassificationDataModule
 from .errors import DataError
 from .sampling import seed_sample
 
@@ -43,8 +43,9 @@ class SignalDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.labels[index])
 
 
-def signal_dataset(datamodule: ImageDataModule, split: str) -> SignalDataset:
-    """The dataset of a split of any datamodule holding 1-D signals in ``splits``."""
+def signal_dataset(datamodule: ClassificationDataModule, split: str) -> SignalDataset:
+    """The dataset of a split of any datamodule holding 1-D signals in ``splits`` and their augmentation
+    in ``train_spec`` (the signal modules, and SyntheticDataModule with a (C, L) shape)."""
     signals, labels = datamodule.splits[split]
     length = datamodule.input_shape[-1]
     if split == "train":
@@ -79,8 +80,9 @@ def stratified_split(signals: list[np.ndarray], labels: np.ndarray, fraction: fl
 
 
 # -- datamodules ----------------------------------------------------------------------------------
-class SignalDataModule(ImageDataModule):
-    """Base of the 1-D datamodules: batches of float32 (N, C, L) signals.
+class SignalDataModule(ClassificationDataModule):
+    """Base of the 1-D datamodules: batches of float32 (N, C, L) signals, standardised when loaded, so
+    they go to the net as they are (no image statistics, albumentations or Mixup).
 
     Subclasses fill ``self.splits`` with lists of (C, L_i) float32 arrays and set ``self.channels``,
     ``self.length`` and ``self.names`` (class names) in ``setup``; or earlier, when known.
@@ -88,7 +90,7 @@ class SignalDataModule(ImageDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = False, seed: int = 0, train_transforms: SignalSpec = "signal"):
-        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed, None, None)
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, seed)
         augmentations(train_transforms)  # a mistake is reported now, not in a loader worker
         self.train_spec = train_transforms
         self.channels: int | None = None

@@ -143,6 +143,21 @@ def test_sequential_digits():
     assert SequentialDigitsDataModule(image_size=16).input_shape == (1, 256)
 
 
+def test_a_signal_module_is_not_an_image_module():
+    # both kinds share their base (splits, seeded loaders, class names in the checkpoint); the images'
+    # statistics, albumentations pipelines and Mixup are not a signal module's
+    from datamodules import ClassificationDataModule, DigitsDataModule, ImageDataModule
+
+    for cls in (SignalArrayDataModule, SignalFolderDataModule, SequentialDigitsDataModule):
+        assert issubclass(cls, ClassificationDataModule) and not issubclass(cls, ImageDataModule)
+    assert issubclass(DigitsDataModule, ClassificationDataModule)
+    dm = SequentialDigitsDataModule(batch_size=16)
+    assert not hasattr(dm, "mixup_alpha") and not hasattr(dm, "normalize") and not hasattr(dm, "eval_spec")
+    assert dm.state_dict() == {"class_names": [str(i) for i in range(10)]}
+    x, y = _batch(dm, "val")  # float batches go to the net as they are
+    assert x.dtype == torch.float32 and x.shape == (16, 1, 64)
+
+
 def test_arrays_from_npz_and_npy(tmp_path):
     rng = np.random.default_rng(0)
     signals, labels = rng.normal(size=(30, 3, 40)).astype(np.float32) * 5 + 2, np.arange(30) % 3

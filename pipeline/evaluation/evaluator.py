@@ -62,7 +62,7 @@ class EvalConfig:
 
 @runtime_checkable
 class EvaluationData(Protocol):
-    """What validate/test/predict use of a datamodule (``datamodules.ImageDataModule`` offers all of it)."""
+    """What validate/test/predict use of a datamodule (``datamodules.ClassificationDataModule`` offers all of it)."""
 
     num_classes: int
     input_shape: tuple[int, ...]
