@@ -86,12 +86,14 @@ def test_conv_node_takes_layer_norms(tmp_path):
 def test_wide_block_drops_between_second_relu_and_conv():
     block = BLOCKS["wide"]((8, 6, 6), out=8, dropout=0.3)
     order: list[str] = []
-    for name in ("norm", "conv1", "drop"):
+    for name in ("norm", "conv1"):
         getattr(block, name).register_forward_hook(lambda *_, name=name: order.append(name))
-    for name in ("norm", "act", "conv"):
+    for name in ("norm", "act", "drop", "conv"):
         getattr(block.conv2, name).register_forward_hook(lambda *_, name=name: order.append(f"conv2.{name}"))
     block.train()(torch.randn(2, 8, 6, 6))
-    assert order == ["norm", "conv1", "conv2.norm", "conv2.act", "drop", "conv2.conv"]
+    assert order == ["norm", "conv1", "conv2.norm", "conv2.act", "conv2.drop", "conv2.conv"]
+    assert isinstance(block.conv2.drop, nn.Dropout) and block.conv2.drop.p == 0.3
+    assert not any(isinstance(m, nn.Dropout) for n, m in block.named_modules() if n != "conv2.drop")
 
 
 def test_wide_block_second_norm_sees_undropped_activations():

@@ -253,7 +253,8 @@ class ConvNormAct(Block):
 
 
 class NormActConv(Block):
-    """norm -> activation -> conv: the pre-activation order of DenseNet and identity-mapping ResNets."""
+    """norm -> activation -> conv: the pre-activation order of DenseNet and identity-mapping ResNets.
+    ``drop`` sits between the activation and the conv, where Wide ResNet drops; an identity here."""
 
     def __init__(self, nd: int, in_channels: int, out_channels: int, kernel: Size = 3, stride: Size = 1,
                  padding: Size | None = None, dilation: Size = 1, groups: int = 1, norm: str = "batch",
@@ -264,8 +265,9 @@ class NormActConv(Block):
         # in place only after a real norm (a fresh tensor): without one, the input - which a
         # pre-activation unit also uses as its shortcut - would be overwritten
         self.act = act_layer(act, inplace=norm != "none")
+        self.drop: nn.Module = nn.Identity()
         self.conv = conv  # registered after norm and act: state-dict order is the order they run in
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.act(self.norm(x)))
+        return self.conv(self.drop(self.act(self.norm(x))))

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BlockError
-from .base import (ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, norm_layer, positive,
-                   spatial_dims)
+from .base import (ActKind, Block, ConvNormAct, NormActConv, NormKind, Shape, act_layer, make_conv, norm_layer,
+                   positive, spatial_dims)
 from .gating import SqueezeExcitation, check_rate, drop_path, squeeze_width
 from .ranges import Count, Rate, SERatio
 from .registry import register
@@ -171,11 +171,11 @@ class PreAct(Block):
         self.act = act_layer(act, inplace=False)
         if bottleneck:
             width = max(out // 4, 1)
-            self.conv1 = _conv(nd, in_channels, width, 1, 1)
+            self.conv1 = make_conv(nd, in_channels, width, 1, 1, padding=None, dilation=1, groups=1, bias=False)
             self.conv2 = NormActConv(nd, width, width, 3, stride, norm=norm, act=act)
             self.conv3 = NormActConv(nd, width, out, 1, norm=norm, act=act)
         else:
-            self.conv1 = _conv(nd, in_channels, out, 3, stride)
+            self.conv1 = make_conv(nd, in_channels, out, 3, stride, padding=None, dilation=1, groups=1, bias=False)
             self.conv2 = NormActConv(nd, out, out, 3, norm=norm, act=act)
             self.conv3 = nn.Identity()
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
@@ -191,11 +191,6 @@ class PreAct(Block):
         return drop_path(self.branch(pre), self.drop_path, self.training) + identity
 
 
-def _conv(nd: int, in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
-    return (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1](in_channels, out_channels, kernel, stride, kernel // 2,
-                                                     bias=False)
-
-
 @register("wide")
 class Wide(PreAct):
     """Wide-ResNet block: BN-ReLU-3x3 (stride) -> BN-ReLU-dropout-3x3, plus a 1x1 projection when
@@ -205,9 +200,6 @@ class Wide(PreAct):
     def __init__(self, in_shape: Shape, *, out: Count, stride: Count = 1, dropout: Rate = 0.0, norm: NormKind = "batch",
                  act: ActKind = "relu", drop_path: Rate = 0.0):
         super().__init__(in_shape, out=out, stride=stride, norm=norm, act=act, dropout=dropout, drop_path=drop_path)
-
-    def branch(self, pre: torch.Tensor) -> torch.Tensor:
-        # dropout between the second ReLU and conv (the paper's order): the second BN then normalises
-        # the same activations in training and evaluation
-        second = self.conv2
-        return second.conv(self.drop(second.act(second.norm(self.conv1(pre)))))
+        # the paper's place for the dropout: inside conv2, between the second ReLU and conv, so the second
+        # BN normalises the same activations in training and evaluation
+        self.conv2.drop, self.drop = self.drop, nn.Identity()
