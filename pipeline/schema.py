@@ -34,6 +34,7 @@ VARIABLE = r"^\s*\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})\s*$"  # ``$name`` or ``${expr
 # accepted wherever a value is (resolved later, by type)
 REFERENCE = {"type": "string", "pattern": VARIABLE}
 EXPRESSION = {"type": "string", "description": "an arithmetic expression over variables, e.g. 16*k"}
+CONDITION = {"type": "string", "description": "a condition over variables, e.g. stride == 1 and in_channels == out"}
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -77,7 +78,7 @@ def _value(tp: Any) -> dict:
         number = {"type": "integer" if tp is int else "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE}
         return {"anyOf": [number, EXPRESSION]}
     if tp is bool:
-        return {"anyOf": [{"type": "boolean"}, REFERENCE]}
+        return {"anyOf": [{"type": "boolean"}, CONDITION]}
     if tp is str:
         return {"type": "string"}
     if tp is dict or origin is dict:
@@ -161,6 +162,9 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
                    **integer},
         "aux": {"description": "marks an auxiliary output with this loss weight (top-level nodes only)",
                 "anyOf": [{"type": "number", "exclusiveMinimum": 0}, EXPRESSION]},
+        "if": {"description": "keep the node only where this condition holds; left out, later nodes chain past it "
+                              "and a merge drops it from its inputs",
+               "anyOf": [{"type": "boolean"}, CONDITION]},
     }
     node_keys.update({k: True for k in NODE_KEYS if k not in node_keys})  # a key added to the language: any value
     dispatch = [
@@ -228,7 +232,7 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
                                                    "'i' is reserved for the copy index of 'repeat'"}},
         "defaults": {"type": "object",
                      "description": "block type -> arguments applied to every node of that block ('*': to every "
-                                    "block that has the argument); node keys (from, repeat, aux) are not arguments",
+                                    "block that has the argument); node keys (from, repeat, aux, if) are not arguments",
                      "properties": defaults_entry, "additionalProperties": {"type": "object"}},
         "blocks": {"type": "object", "description": "composite blocks defined in YAML, usable as block types",
                    "allOf": [_on_objects({"properties": {n: False for n in names}},

@@ -26,14 +26,32 @@ def test_composite_reads_its_input_channels_and_shape():
     assert plan_model(spec).out_shape == (8 + 10, 8, 8)
 
 
-def test_input_names_are_reserved_and_undefined_outside_composites():
+def test_input_names_are_reserved_in_composites_and_in_vars():
     text = str(pytest.raises(ArchError, plan_model, {"input": [3, 4, 4], "blocks": {
         "b": {"params": {"in_channels": None}, "nodes": {"c": {"block": "conv", "out": 4}}}},
         "nodes": {"x": {"block": "b", "in_channels": 3}}}).value)
     assert "parameter name 'in_channels' is reserved" in text
-    text = str(pytest.raises(ArchError, plan_model,
-                             {"input": [3, 4, 4], "nodes": {"x": {"block": "conv", "out": "in_channels"}}}).value)
-    assert "undefined variable 'in_channels'" in text
+    text = str(pytest.raises(ArchError, plan_model, {"input": [3, 4, 4], "vars": {"in_shape": [1, 2]},
+                                                     "nodes": {"x": {"block": "conv", "out": 4}}}).value)
+    assert "variable name 'in_shape' is reserved: it is the model's input shape" in text
+
+
+def test_top_level_nodes_read_the_models_input_shape():
+    # a causal TCN's classifier reads the last time step: crop all but it, whatever the input's length
+    spec = {"input": [2, 16], "nodes": {
+        "c": {"block": "conv", "out": "4 * in_channels", "kernel": 3},
+        "last": {"block": "crop", "left": "in_shape[1] - 1"},
+        "flat": "flatten", "fc": {"block": "linear", "out": 3}}}
+    assert plan_model(spec).nodes[1].out_shape == (8, 1)
+    plan = plan_model(spec, input_shape=(2, 40))  # the data's length, not the file's
+    assert plan.nodes[1].out_shape == (8, 1) and plan.params == plan_model(spec).params
+    x = torch.randn(2, 2, 40)
+    model = build_model(spec, input_shape=(2, 40))
+    assert torch.equal(model.last(model.c(x)), model.c(x)[:, :, -1:])
+    # inside a composite block the names still mean the block's own input
+    spec = {"input": [3, 8, 8], "blocks": {"dw": DEPTHWISE["dw"]},
+            "nodes": {"a": {"block": "conv", "out": 10}, "b": {"block": "dw"}}}
+    assert build_model(spec).b.c.conv.groups == 10
 
 
 def test_defaults_star_reaches_every_block_with_the_argument_including_built_in_and_composite():

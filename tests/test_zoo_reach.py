@@ -39,11 +39,12 @@ ZOO = {
     "efficientnet_v2_s": ("torchvision:efficientnet_v2_s", 21_458_488),
     "convnext_tiny": ("torchvision:convnext_tiny", 28_589_128),
     "seresnet50": ("timm:seresnet50", 28_088_024),
+    "repvgg_a0": ("timm:repvgg_a0", None),  # one composite block, its identity branch kept by `if:`
 }
 # logits are compared at a small input where the net allows it (Inception-v3's aux head needs 299)
 LOGIT_SIZE = {"default": 96, "inception_v3": 299}
 SCALED = {f"efficientnet_b{k}" for k in range(1, 8)}  # efficientnet_b0.yaml with other compound-scaling variables
-FAST = {"squeezenet1_0", "squeezenet1_1", "mobilenet_v3_small", "shufflenet_v2_x1_0"}  # the others are slow
+FAST = {"squeezenet1_0", "squeezenet1_1", "mobilenet_v3_small", "shufflenet_v2_x1_0", "repvgg_a0"}  # the others are slow
 
 
 def _construct(spec: str) -> torch.nn.Module:

@@ -25,6 +25,20 @@ class UnknownVariable(Exception):
     """A name an expression cannot use (undefined, or part of a cycle); the message says why."""
 
 
+class Text(str):
+    """A string that is a value (a string literal, or a variable's word), never read again as an
+    expression. ``why`` is set on a word that names no variable (``vars: {act: relu}``): if it is used
+    as a number after all, the error is the undefined variable it may have been meant to be."""
+
+    why: str | None = None
+
+
+def word(text: str, why: str) -> Text:
+    value = Text(text)
+    value.why = why
+    return value
+
+
 def show_number(value: int | float) -> str:
     """A number for a message; one too long to print (Python refuses > 4300 digits) by its size."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
@@ -39,6 +53,15 @@ def check_number(value: Any) -> str | None:
     if abs(value) > MAX_MAGNITUDE:
         return f"{show_number(value)} is out of range (the magnitude must be at most 10**15)"
     return None
+
+
+def describe_value(value: Any) -> str:
+    """A non-number value, for a message: 'the word 'relu'', 'a list of 3'."""
+    if isinstance(value, str):
+        return f"the word {str(value)!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return repr(value)
 
 
 def list_items(value: Any) -> int:
@@ -74,8 +97,11 @@ _BINOPS = {
     ast.Pow: operator.pow,
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge}
+_ORDER = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}  # numbers only
+_EQUAL = {ast.Eq: operator.eq, ast.NotEq: operator.ne}  # any two values: `act == 'relu'`
+_MEMBER = {ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}  # `act in ['relu', 'gelu']`
+_COMPARE = {**_ORDER, **_EQUAL, **_MEMBER}
+_BOOLEANS = {"true": True, "false": False, "True": True, "False": False}  # YAML's spelling and Python's
 _FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "float": float,
           "make_divisible": make_divisible}
 
@@ -107,6 +133,8 @@ class Evaluator:
             raise self.fail("nested too deeply") from None
 
     def check(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value if isinstance(value, Text) else Text(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
                 raise self.fail(f"result {show_number(value)} is out of range (the magnitude must be at most 10**15)")
@@ -117,9 +145,11 @@ class Evaluator:
         return value
 
     def visit(self, node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return self.check(node.value)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool, str):
+            return self.check(node.value)  # a string literal: a block type or activation chosen by a condition
         if isinstance(node, ast.Name):
+            if node.id in _BOOLEANS:  # no variable can be named so: `vars:` keys true/false are booleans in YAML
+                return _BOOLEANS[node.id]
             try:
                 value = self.variable(node.id)
             except UnknownVariable as err:
@@ -137,6 +167,13 @@ class Evaluator:
                 raise self.fail("result out of range") from None
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return self.check(_UNARY[type(node.op)](self.number(node.operand)))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not self.truth(node.operand)
+        if isinstance(node, ast.BoolOp):  # short-circuit: `stride == 1 and in_channels == out`
+            for operand in node.values:
+                if self.truth(operand) == isinstance(node.op, ast.Or):
+                    return isinstance(node.op, ast.Or)
+            return not isinstance(node.op, ast.Or)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             func = _FUNCS.get(node.func.id)
             if func is None:
@@ -164,20 +201,40 @@ class Evaluator:
         if isinstance(node, (ast.List, ast.Tuple)):
             return self.check([self.visit(e) for e in node.elts])
         if isinstance(node, ast.IfExp):  # `2 if i == 0 else 1`: the first block of a stage differs
-            return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+            return self.visit(node.body) if self.truth(node.test) else self.visit(node.orelse)
         if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
-            left = self.number(node.left)
+            left_node, left = node.left, self.visit(node.left)
             for op, right_node in zip(node.ops, node.comparators):
-                right = self.number(right_node)
+                right = self.visit(right_node)
+                if type(op) in _ORDER:
+                    self.numeric(left, left_node), self.numeric(right, right_node)
+                elif type(op) in _MEMBER and not isinstance(right, list):
+                    raise self.fail(f"'{ast.unparse(right_node)}' is not a list (in / not in look a value up in a list)")
                 if not _COMPARE[type(op)](left, right):
                     return False
-                left = right
+                left_node, left = right_node, right
             return True
-        raise self.fail(f"'{ast.unparse(node)}' is not allowed (only numbers, variables, + - * / // % **, "
-                        "comparisons, 'a if cond else b', parentheses, list indexing and min/max/round/int/abs/make_divisible)")
+        raise self.fail(f"'{ast.unparse(node)}' is not allowed (only numbers, 'strings', true/false, variables, "
+                        "+ - * / // % **, comparisons, in, and/or/not, 'a if cond else b', parentheses, list indexing "
+                        "and min/max/round/int/abs/make_divisible)")
+
+    def truth(self, node: ast.AST) -> bool:
+        """A condition: true/false, or a number (0 is false). A word or a list is refused rather than
+        taken as true (`vars: {use_se: ture}` must not switch a branch on)."""
+        value = self.visit(node)
+        if not isinstance(value, (bool, int, float)):
+            raise self.fail(f"'{ast.unparse(node)}' is {describe_value(value)}, not a condition (true or false)")
+        return bool(value)
 
     def number(self, node: ast.AST) -> int | float:
-        value = self.visit(node)
+        return self.numeric(self.visit(node), node)
+
+    def numeric(self, value: Any, node: ast.AST) -> int | float:
+        """``value`` (of the expression ``node``) if it is a number; else why it had to be one."""
+        if getattr(value, "why", None):  # a word where a number was needed: a misspelt variable, most likely
+            raise self.fail(value.why)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"'{ast.unparse(node)}' is not a number")
+            shown = ast.unparse(node)
+            raise self.fail(f"'{shown}' is not a number" + (f" (it is {describe_value(value)})"
+                                                            if isinstance(value, str) and repr(str(value)) != shown else ""))
         return value

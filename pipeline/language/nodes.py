@@ -2,7 +2,9 @@
 
 Each node is validated (its name, block, inputs, ``aux`` and ``repeat``, and arguments as written),
 expanded into its copies (``repeat: N``, each with the index ``i``), and each copy is measured by
-the node's factory (``plans.BlockFactory``), within the run's budgets of nodes and parameters.
+the node's factory (``plans.BlockFactory``), within the run's budgets of nodes and parameters. A node
+whose ``if:`` is false is validated as written and then left out: later nodes chain past it, and a
+merge drops it from its inputs (RepVGG's identity branch exists only where the shapes allow it).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .names import suggest_block
 from .plans import BlockFactory, GraphPlan, NodePlan, Shape
 from .values import Binding, Scope, close_matches, describe, resolve
 
-NODE_KEYS = ("block", "from", "repeat", "aux")
+NODE_KEYS = ("block", "from", "repeat", "aux", "if")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 RESERVED = {"input"} | {n for n in dir(GraphNet) if not n.startswith("_")} | set(GraphNet.INSTANCE_ATTRIBUTES)
 MAX_PARAMS = 2_000_000_000  # ~8 GB of fp32 weights: beyond any net this tool is meant for
@@ -79,22 +81,26 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: Planning, pre
         raise ArchError("'nodes' must be a mapping of node name to node", getattr(nodes, "loc", None))
     shapes: dict[str, Shape] = {"input": in_shape}
     plans: list[NodePlan] = []
+    left_out: dict[str, list[str]] = {}  # nodes whose `if:` is false -> the names their `from:` reads
     previous = "input"
     for key, spec in nodes.items():
-        node = _validate(key, spec, nodes, shapes, previous, scope, ctx, prefix)
+        node = _validate(key, spec, nodes, shapes, previous, scope, ctx, prefix, left_out)
+        if node is None:
+            continue
         plan = _measure(node, _expand(node, ctx), [shapes[i] for i in node.inputs], ctx, prefix)
         shapes[node.name] = plan.out_shape
         plans.append(plan)
         if node.aux is None:
             previous = node.name
-    output = _output(owner, nodes, shapes, plans, prefix)
-    _check_all_used(plans, nodes, output, prefix)
+    output = _output(owner, nodes, shapes, plans, prefix, left_out)
+    _check_all_used(plans, nodes, output, prefix, left_out)
     return GraphPlan(plans, prefix + output, in_shape, shapes[output])
 
 
 def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, scope: Scope, ctx: Planning,
-              prefix: str) -> _Node:
-    """Check one node as written: name, block, inputs, ``aux``, ``repeat`` and argument names."""
+              prefix: str, left_out: dict[str, list[str]]) -> _Node | None:
+    """Check one node as written: name, block, inputs, ``aux``, ``repeat`` and argument names; None
+    (recorded in ``left_out``) for a node whose ``if:`` is false, once its block and arguments are checked."""
     name, loc = str(key), nodes.loc_of(key)
     path = prefix + name
     if not NAME.match(name):
@@ -111,8 +117,17 @@ def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, 
         raise ArchError("node needs 'block:' (the block type)", loc, path)
     block = resolve(spec["block"], str, scope, spec.loc_of("block"), "'block'")
     factory = ctx.factory(block, spec.loc_of("block"), path)
+    if "if" in spec and not resolve(spec["if"], bool, scope, spec.loc_of("if"), "'if' (the condition for this node)"):
+        _args(spec, block, factory, ctx, scope, path)  # a mistake is one in every configuration
+        left_out[name] = _from_names(spec)
+        for index, read in enumerate(left_out[name]):
+            if read not in shapes and read not in left_out:
+                where = spec["from"].loc_of(index) if isinstance(spec.get("from"), LocList) else spec.loc_of("from")
+                raise ArchError(f"'from' refers to '{read}', which is not a node defined before this one"
+                                f"{close_matches(read, list(shapes) + list(left_out))}", where, path)
+        return None
 
-    inputs = _inputs(spec, shapes, previous, path)
+    inputs = _inputs(spec, shapes, previous, path, left_out, factory.merges)
     if len(inputs) > 1 and not factory.merges:
         raise ArchError(f"block '{block}' takes one input, got {len(inputs)} in 'from'", spec.loc_of("from"), path)
     aux = None
@@ -173,7 +188,14 @@ def _measure(node: _Node, copies: Iterator[tuple[str, dict[str, Binding]]], in_s
                     node.aux)
 
 
-def _inputs(spec: LocDict, shapes: dict, previous: str, path: str) -> list[str]:
+def _from_names(spec: LocDict) -> list[str]:
+    raw = spec.get("from", [])
+    return [str(s) for s in (raw if isinstance(raw, list) else [raw])]
+
+
+def _inputs(spec: LocDict, shapes: dict, previous: str, path: str, left_out: dict[str, list[str]],
+            merges: bool) -> list[str]:
+    """The node's inputs: ``from:`` checked against the nodes before it; a merge drops those left out."""
     if "from" not in spec:
         return [previous]
     raw = spec["from"]
@@ -184,6 +206,11 @@ def _inputs(spec: LocDict, shapes: dict, previous: str, path: str) -> list[str]:
     for index, item in enumerate(items):
         name = str(item)
         where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+        if name in left_out:
+            if not merges:  # a one-input block has nothing to read instead
+                raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here; only a merge (add, "
+                                "concat, mul) drops an input that is left out", where, path)
+            continue
         if name not in shapes:
             if name == path.rsplit(".", 1)[-1]:
                 raise ArchError("'from' refers to the node itself: the graph must be acyclic", where, path)
@@ -191,6 +218,9 @@ def _inputs(spec: LocDict, shapes: dict, previous: str, path: str) -> list[str]:
                             f"only read earlier nodes; the graph must be acyclic){close_matches(name, shapes)}",
                             where, path)
         names.append(name)
+    if not names:
+        raise ArchError(f"every input in 'from' is left out here by its 'if:' ({', '.join(map(str, items))})",
+                        spec.loc_of("from"), path)
     return names
 
 
@@ -228,24 +258,35 @@ def _quote_hint(mapping: LocDict, key: Any) -> str:
     return ""
 
 
-def _output(owner: LocDict | None, nodes: LocDict, shapes: dict, plans: list[NodePlan], prefix: str) -> str:
+def _output(owner: LocDict | None, nodes: LocDict, shapes: dict, plans: list[NodePlan], prefix: str,
+            left_out: dict[str, list[str]]) -> str:
     if owner is not None and "output" in owner:
         name = str(owner["output"])
+        if name in left_out:
+            raise ArchError(f"'output' names '{name}', which its 'if:' leaves out here", owner.loc_of("output"))
         if name not in shapes or name == "input":
             raise ArchError(f"'output' names '{name}', which is not a node{close_matches(name, list(nodes))}",
                             owner.loc_of("output"))
         return name
     main = [p for p in plans if p.aux is None]
+    if not plans and left_out:
+        raise ArchError("no node is left: every node's 'if:' is false here", nodes.loc)
     if not main:
         raise ArchError("every node is an auxiliary output; the main output must be a node without 'aux'",
                         nodes.loc)
     return main[-1].name[len(prefix):]
 
 
-def _check_all_used(plans: list[NodePlan], nodes: LocDict, output: str, prefix: str) -> None:
+def _check_all_used(plans: list[NodePlan], nodes: LocDict, output: str, prefix: str,
+                    left_out: dict[str, list[str]]) -> None:
     needed = needed_nodes(((p.name, p.inputs) for p in plans),
                           {prefix + output} | {p.name for p in plans if p.aux is not None})
     for plan in plans:
         if plan.name not in needed:
+            local = plan.name[len(prefix):]
+            readers = [n for n, reads in left_out.items() if local in reads]
+            if readers:  # give it the same condition, most likely
+                raise ArchError(f"node is not used here: the nodes that read it ({', '.join(readers)}) are left out by "
+                                "their 'if:' (give it the same 'if:')", plan.loc, plan.name)
             raise ArchError("node is not used: no output depends on it (remove it, or read it with 'from')",
                             plan.loc, plan.name)

@@ -17,14 +17,14 @@ from typing import Any, Mapping
 from ..blocks import BLOCKS
 from ..errors import ArchError, Loc
 from .document import _plain, load_document
-from .factories import COMPOSITE_KEYS, CompositeBlock
+from .factories import COMPOSITE_KEYS, INPUT_NAMES, CompositeBlock
 from .factories import python_block as _python_block  # noqa: F401 (reference.py reads block arguments here)
 from .init import INIT_SCHEMES
 from .loader import LocDict
 from .names import suggest_block
 from .nodes import ALL_BLOCKS, MAX_REPEAT, NAME, NODE_KEYS, RESERVED, Planning, plan_graph
 from .plans import GraphPlan, ModelPlan, NodePlan, Shape
-from .values import Binding, Scope, close_matches, describe, resolve
+from .values import Binding, Scope, close_matches, describe, plain_text, resolve
 
 # with the language's words and limits, which the JSON Schema (schema.py) reads from here
 __all__ = ["ALL_BLOCKS", "COMPOSITE_KEYS", "GraphPlan", "MAX_REPEAT", "ModelPlan", "NAME", "NODE_KEYS", "NodePlan",
@@ -50,6 +50,9 @@ def _plan_model(source, input_shape, device, **var_overrides) -> ModelPlan:
     composites = _composites(doc)
     defaults = _defaults(doc, composites)
     shape, file_input = _input(doc, file_scope, input_shape)
+    # the model's input, readable like a composite block's (`crop: {left: "in_shape[1] - 1"}` keeps the last step)
+    file_scope.bindings.update({"in_channels": Binding(shape[0], file_scope, doc.loc_of("input")),
+                                "in_shape": Binding(list(shape), file_scope, doc.loc_of("input"))})
     if "nodes" not in doc:
         raise ArchError("the file needs 'nodes': a mapping of node name to node", doc.loc)
     if not isinstance(doc["nodes"], dict) or not doc["nodes"]:
@@ -82,6 +85,9 @@ def _variables(doc: LocDict, overrides: dict[str, Any]) -> tuple[Scope, LocDict]
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) or name == "i":
             raise ArchError(f"variable name '{name}' must be an identifier (and not 'i', the repeat index)",
                             raw_vars.key_loc(name))
+        if name in INPUT_NAMES:
+            raise ArchError(f"variable name '{name}' is reserved: it is the model's input "
+                            f"{'channels' if name == 'in_channels' else 'shape'} (from 'input:')", raw_vars.key_loc(name))
         file_scope.bindings[name] = Binding(raw, file_scope, raw_vars.loc_of(name))
     for name, raw in overrides.items():
         if name not in raw_vars:
@@ -142,6 +148,6 @@ def _file_input(doc: LocDict, scope: Scope) -> tuple[int, ...] | None:
 def _show(scope: Scope, name: str) -> Any:
     binding = scope.bindings[name]
     try:
-        return resolve(binding.raw, Any, scope, binding.loc, name, numeric=True)
+        return plain_text(resolve(binding.raw, Any, scope, binding.loc, name, numeric=True))
     except ArchError:
         return binding.raw

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from ..errors import ArchError, Loc, close_matches
-from .expr import MAX_LIST_ITEMS, Evaluator, UnknownVariable, check_number, list_items, show_number
+from .expr import (MAX_LIST_ITEMS, Evaluator, Text, UnknownVariable, check_number, list_items, show_number,
+                   word)
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXPR_REF = re.compile(r"^\$\{(.*)\}$", re.S)
 
 
@@ -147,7 +149,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     """
     if len(stack) > 50:
         raise ArchError(f"{what}: variables nested too deeply", loc)
-    if isinstance(raw, str):
+    if isinstance(raw, str) and not isinstance(raw, Text):  # Text: a value computed already, not source
         ref = _REF.match(raw.strip())
         if ref:
             name = ref.group(1)
@@ -159,11 +161,15 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
                 raise ArchError(f"{what}: {_cycle(stack, key)}", loc)
             return _resolve_binding(binding, tp, binding.loc or loc, what, stack + (key,), numeric)
         full = _EXPR_REF.match(raw.strip())
-        if full:
-            raw, numeric = full.group(1), True
+        if full:  # `${...}`: an expression in any place, its value then checked like a written one
+            value = Evaluator(full.group(1), loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
+            return plain_text(value) if tp is Any and not numeric else resolve(value, tp, scope, loc, what, stack)
     origin = get_origin(tp)
     if tp is Any:
-        if isinstance(raw, str) and numeric:
+        if isinstance(raw, str) and numeric and not isinstance(raw, Text):
+            if _WORD.match(raw.strip()) and scope.lookup(raw.strip()) is None and raw.strip() not in _NOT_WORDS:
+                # a variable whose value is a word (`vars: {act: relu}`, read in `"${act if deep else 'gelu'}"`)
+                return word(raw.strip(), _undefined(raw.strip(), scope))
             return Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if isinstance(raw, list):
             value = [resolve(v, Any, scope, _item_loc(raw, i, loc), what, stack, numeric) for i, v in enumerate(raw)]
@@ -195,7 +201,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
         return value
     if origin in (list, tuple):
         args = get_args(tp)
-        if isinstance(raw, str):  # e.g. "widths" in a numeric context, or "[k, 2*k]"
+        if isinstance(raw, str) and not isinstance(raw, Text):  # e.g. "widths" in a numeric context, or "[k, 2*k]"
             raw = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if not isinstance(raw, list):
             raise ArchError(f"{what}: expected {_type_name(tp)}, got {describe(raw)}", loc)
@@ -208,8 +214,10 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
         return tuple(items) if origin is tuple else items
     if tp in (int, float):
         value = raw
-        if isinstance(raw, str):
+        if isinstance(raw, str) and not isinstance(raw, Text):
             value = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
+        if getattr(value, "why", None):  # a word where a number is needed: most likely a misspelt variable
+            raise ArchError(f"{what}: {value.why}", loc)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
             raise ArchError(f"{what}: expected {_type_name(tp)}, got {shown}", loc)
@@ -225,9 +233,15 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
             return value
         return float(value)
     if tp is bool:
-        if isinstance(raw, bool):
-            return raw
-        raise ArchError(f"{what}: expected true or false, got {describe(raw)}", loc)
+        value = raw
+        if isinstance(raw, str) and not isinstance(raw, Text):  # a condition: `bias: "norm == 'none'"`
+            value = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
+        if isinstance(value, bool):
+            return value
+        if getattr(value, "why", None):
+            raise ArchError(f"{what}: {value.why}", loc)
+        shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
+        raise ArchError(f"{what}: expected true or false, got {shown}", loc)
     if tp is str:
         if isinstance(raw, str):
             return raw.strip()
@@ -237,6 +251,16 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
             return raw
         raise ArchError(f"{what}: expected a mapping, got {describe(raw)}", loc)
     raise TypeError(f"unsupported parameter type {tp!r}")  # a bug in a block, not a user mistake
+
+
+_NOT_WORDS = {"true", "false", "True", "False"}  # names the evaluator knows without a variable
+
+
+def plain_text(value: Any) -> Any:
+    """An evaluated value with its strings plain ``str`` again, for a place of any type."""
+    if isinstance(value, list):
+        return [plain_text(v) for v in value]
+    return str(value) if isinstance(value, Text) else value
 
 
 def _cycle(stack: tuple, key: tuple) -> str:

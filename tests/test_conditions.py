@@ -1,0 +1,143 @@
+"""A node kept or left out by `if:`, and expressions that choose words: string literals, and/or/not,
+`in`, and variables whose value is a word (issue 25.5)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline import ArchError, build_model, plan_model
+
+# RepVGG's block in one composite: the identity branch exists only where the block keeps its shape
+REP = {"rep": {"params": {"out": None, "stride": 1}, "nodes": {
+    "identity": {"block": "norm", "from": "input", "if": "stride == 1 and in_channels == out"},
+    "conv_kxk": {"block": "conv", "out": "out", "stride": "stride", "act": "none", "from": "input"},
+    "conv_1x1": {"block": "conv", "out": "out", "kernel": 1, "stride": "stride", "act": "none", "from": "input"},
+    "sum": {"block": "add", "from": ["identity", "conv_kxk", "conv_1x1"]},
+    "act": {"block": "act", "kind": "relu"}}}}
+
+
+def error(spec: dict, **kwargs) -> str:
+    return str(pytest.raises(ArchError, plan_model, spec, **kwargs).value)
+
+
+def test_a_merge_drops_an_input_left_out_by_its_condition():
+    spec = {"input": [8, 8, 8], "blocks": REP, "nodes": {
+        "down": {"block": "rep", "out": 16, "stride": 2},  # shape changes: two branches
+        "keep": {"block": "rep", "out": 16}}}  # shape kept: three
+    model = build_model(spec)
+    assert not hasattr(model.down, "identity") and isinstance(model.keep.identity.norm, torch.nn.BatchNorm2d)
+    plan = plan_model(spec)
+    assert [n.inputs for n in plan.nodes] == [("input",), ("down",)]
+    sub = {n.name: n.inputs for n in plan.nodes[0].reps[0][1].nodes}
+    assert sub["down.sum"] == ("down.conv_kxk", "down.conv_1x1")
+    x = torch.randn(2, 8, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        y = model.down(x)
+        branches = model.down.conv_kxk(x) + model.down.conv_1x1(x)
+        assert torch.allclose(y, torch.relu(branches))
+        z = model.keep(y)
+        assert torch.allclose(z, torch.relu(model.keep.identity(y) + model.keep.conv_kxk(y) + model.keep.conv_1x1(y)))
+
+
+def test_a_chain_passes_over_a_node_left_out():
+    spec = {"input": [3, 8, 8], "vars": {"use_se": False, "p": 0.0},
+            "nodes": {"c": {"block": "conv", "out": 8},
+                      "se": {"block": "se", "if": "$use_se"},
+                      "drop": {"block": "dropout", "p": "p", "if": "p > 0"},
+                      "pool": "global_pool", "fc": {"block": "linear", "out": 2}}}
+    plan = plan_model(spec)
+    assert [(n.name, n.inputs) for n in plan.nodes] == [("c", ("input",)), ("pool", ("c",)), ("fc", ("pool",))]
+    on = plan_model(spec, use_se=True, p=0.1)
+    assert [n.name for n in on.nodes] == ["c", "se", "drop", "pool", "fc"]
+    assert on.params > plan.params and "se.fc1.weight" in build_model(spec, use_se=True).state_dict()
+
+
+def test_an_aux_head_can_be_switched_out_of_the_net():
+    spec = {"input": [3, 16, 16], "vars": {"heads": False},
+            "nodes": {"c": {"block": "conv", "out": 8},
+                      "head_pool": {"block": "global_pool", "if": "heads"},
+                      "head": {"block": "linear", "out": 4, "aux": 0.3, "if": "heads"},
+                      "pool": {"block": "global_pool", "from": "c"}, "fc": {"block": "linear", "out": 4}}}
+    assert plan_model(spec).aux == {} and plan_model(spec, heads=True).aux == {"head": 0.3}
+
+
+def test_a_node_left_out_is_still_checked():
+    base = {"input": [3, 8, 8], "nodes": {"c": {"block": "conv", "out": 8}}}
+    text = error({**base, "nodes": {**base["nodes"], "x": {"block": "conv", "out": 4, "strid": 2, "if": False}}})
+    assert "block 'conv' has no argument 'strid'" in text and "did you mean 'stride'" in text
+    text = error({**base, "nodes": {**base["nodes"], "x": {"block": "covn", "if": False}}})
+    assert "unknown block 'covn'" in text
+    text = error({**base, "nodes": {**base["nodes"], "x": {"block": "add", "from": ["c", "d"], "if": False}}})
+    assert "'from' refers to 'd', which is not a node defined before this one" in text
+
+
+@pytest.mark.parametrize("nodes, expected", [
+    ({"a": {"block": "conv", "out": 4, "if": False}, "b": {"block": "conv", "out": 4, "from": "a"}},
+     "node 'b': 'from' reads 'a', which its 'if:' leaves out here; only a merge"),
+    ({"a": {"block": "conv", "out": 4, "if": False}, "b": {"block": "add", "from": ["a"]}},
+     "every input in 'from' is left out here by its 'if:' (a)"),
+    ({"a": {"block": "conv", "out": 4}, "b": {"block": "conv", "out": 4, "from": "a", "if": "1 > 2"},
+      "c": {"block": "conv", "out": 4, "from": "input"}},
+     "node 'a': node is not used here: the nodes that read it (b) are left out by their 'if:'"),
+    ({"a": {"block": "conv", "out": 4, "if": False}}, "no node is left: every node's 'if:' is false here"),
+    ({"a": {"block": "conv", "out": 4, "if": 1}}, "'if' (the condition for this node): expected true or false, got 1"),
+    ({"a": {"block": "conv", "out": 4, "if": "ture"}}, "undefined variable 'ture'"),
+    ({"a": {"block": "conv", "out": 4, "if": "'yes'"}}, "expected true or false, got 'yes' = 'yes'"),
+])
+def test_conditions_that_cannot_work_say_why(nodes, expected):
+    assert expected in error({"input": [3, 8, 8], "nodes": nodes})
+
+
+def test_an_output_left_out_is_an_error():
+    spec = {"input": [3, 8, 8], "blocks": {"b": {"output": "x", "nodes": {
+        "x": {"block": "conv", "out": 4, "if": False}, "y": {"block": "conv", "out": 4, "from": "input"}}}},
+        "nodes": {"u": {"block": "b"}}}
+    assert "'output' names 'x', which its 'if:' leaves out here" in error(spec)
+
+
+def test_string_literals_choose_a_block_type_and_an_activation():
+    spec = {"input": [16, 8, 8], "vars": {"depth": 18, "fast": True},
+            "nodes": {"u": {"block": "${'bottleneck' if depth >= 50 else 'basic'}", "out": 16},
+                      "c": {"block": "conv", "out": 8, "act": "${'relu' if fast and depth < 50 else 'gelu'}"}}}
+    assert plan_model(spec).nodes[0].block == "basic" and isinstance(build_model(spec).c.act, torch.nn.ReLU)
+    assert plan_model(spec, depth=50).nodes[0].block == "bottleneck"
+    assert isinstance(build_model(spec, depth=50).c.act, torch.nn.GELU)
+
+
+def test_a_variable_whose_value_is_a_word_is_that_word_in_an_expression():
+    spec = {"input": [3, 8, 8], "vars": {"act": "silu", "plain": False},
+            "nodes": {"c": {"block": "conv", "out": 8, "act": "${'none' if plain else act}",
+                            "bias": "act in ['none', 'identity'] or not plain and act == 'tanh'"}}}
+    model = build_model(spec)
+    assert isinstance(model.c.act, torch.nn.SiLU) and model.c.conv.bias is None
+    model = build_model(spec, act="tanh")
+    assert isinstance(model.c.act, torch.nn.Tanh) and model.c.conv.bias is not None
+    assert isinstance(build_model(spec, plain=True).c.act, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("vars_, out, expected", [
+    # a word used as a number is most likely a misspelt variable: say so, with the closest names
+    ({"width": 8, "w2": "wdith"}, "w2 * 2", "undefined variable 'wdith' (did you mean 'width'?)"),
+    ({"act": "relu"}, "'relu' + 1", "''relu'' is not a number"),
+    ({"act": "relu"}, "4 if act else 8", "'act' is the word 'relu', not a condition"),
+    ({"k": 2}, "4 if k in 3 else 8", "'3' is not a list"),
+    ({"k": 2}, "4 if k < 'a' else 8", "''a'' is not a number"),
+])
+def test_words_where_numbers_or_conditions_belong_are_errors(vars_, out, expected):
+    assert expected in error({"input": [3, 8, 8], "vars": vars_, "nodes": {"c": {"block": "conv", "out": out}}})
+
+
+def test_an_expression_in_a_word_place_is_evaluated_not_taken_as_text():
+    # `${...}` in a place that takes a word used to give the expression's own text
+    spec = {"input": [3, 8, 8], "vars": {"k": 1},
+            "nodes": {"c": {"block": "conv", "out": 4, "norm": "${'batch' if k > 0 else 'none'}"}}}
+    assert isinstance(build_model(spec).c.norm, torch.nn.BatchNorm2d)
+    assert "expected one of" in error({**spec, "nodes": {"c": {"block": "conv", "out": 4, "norm": "${'bach'}"}}})
+
+
+def test_true_and_false_are_known_in_expressions():
+    spec = {"input": [3, 8, 8], "vars": {"k": 1},
+            "nodes": {"c": {"block": "conv", "out": "4 if true else 8", "bias": "false or k == 1"}}}
+    model = build_model(spec)
+    assert model.c.conv.out_channels == 4 and model.c.conv.bias is not None
