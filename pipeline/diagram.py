@@ -17,6 +17,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from .blocks.gating import DropPath
 from .language.graph import GraphPlan, ModelPlan, NodePlan
 
 AUX_FILL, MAIN_FILL, MERGE_FILL, GREY = "#fdebd0", "#eef3fb", "#e8f6ef", "#dddddd"
@@ -51,6 +52,14 @@ def _layer(module: nn.Module) -> str:
     if hasattr(module, "kernel_size") and hasattr(module, "stride"):  # pools
         return f"{name} {module.kernel_size} /{module.stride}"
     return name
+
+
+def _placeholder(module: nn.Module) -> bool:
+    """An unset option of a block (an identity, a dropout or drop-path of rate 0, an empty Sequential):
+    it passes its input through in every mode, so the diagram draws no box for it."""
+    if isinstance(module, nn.Identity) or (isinstance(module, nn.Sequential) and len(module) == 0):
+        return True
+    return isinstance(module, (nn.modules.dropout._DropoutNd, DropPath)) and module.p == 0
 
 
 class _Writer:
@@ -135,14 +144,19 @@ class _Writer:
         label = f"{node.name}: {node.block}{repeat}"
         if node.aux is not None:
             label += f"  [aux loss x{node.aux:g}]"
-        self.begin(label, "rounded,dashed" if aux else "rounded", AUX_FILL if aux else "#fafafa")
         shapes, first = node.reps[0]
-        if isinstance(first, GraphPlan):  # a composite: its own graph, entered from the outer source
+        module = None
+        if not isinstance(first, GraphPlan):
+            with torch.device("meta"):
+                module = node.factory.materialize(shapes, first)
+            layers = list(module.children())
+            if layers and all(map(_placeholder, layers)):  # nothing inside to draw (a dropout of rate 0)
+                return self.leaf(node, sources, aux)
+        self.begin(label, "rounded,dashed" if aux else "rounded", AUX_FILL if aux else "#fafafa")
+        if module is None:  # a composite: its own graph, entered from the outer source
             source, shape = sources[0]
             out = self.graph(first, source, shape, level + 1)
         else:
-            with torch.device("meta"):
-                module = node.factory.materialize(shapes, first)
             out = self.traced(module, node.name, sources, aux, node.factory.merges)
             if out is None:  # forward not traceable (data-dependent control flow): the layers in order
                 entry, out = self.layers(module, node.name, level + 1)
@@ -172,8 +186,9 @@ class _Writer:
                 continue
             target = fx_node.target if isinstance(fx_node.target, str) else getattr(fx_node.target, "__name__", "")
             if fx_node.op == "call_function" and target in ("getitem", "chunk", "split") or \
-                    fx_node.op == "call_method" and target in ("chunk", "split", "flatten", "view", "contiguous"):
-                ids[fx_node.name] = inputs[0]  # plumbing, not a step worth a box
+                    fx_node.op == "call_method" and target in ("chunk", "split", "flatten", "view", "contiguous") or \
+                    fx_node.op == "call_module" and _placeholder(module.get_submodule(fx_node.target)):
+                ids[fx_node.name] = inputs[0]  # plumbing or an unset option, not a step worth a box
                 continue
             if fx_node.op == "call_module":
                 sub = module.get_submodule(fx_node.target)
@@ -190,8 +205,7 @@ class _Writer:
 
     def layers(self, module: nn.Module, prefix: str, level: int) -> tuple[str, str]:
         """A built-in block's layers, in order (their wiring is the block's forward); (first, last) ids."""
-        children = [(name, child) for name, child in module.named_children()
-                    if not isinstance(child, nn.Identity)]
+        children = [(name, child) for name, child in module.named_children() if not _placeholder(child)]
         if not children:
             ident = prefix + "."
             self.box(ident, _layer(module), fillcolor=GREY)

@@ -102,9 +102,28 @@ def test_expand_by_block_type_draws_a_built_in_blocks_wiring():
         assert f'"input" -> "inc.{branch}"' in dot and f'"inc.{branch}" -> "inc.cat"' in dot
     # the residual join: both paths visibly meet
     assert '"inc.cat" -> "res.shortcut"' in dot and '"inc.cat" -> "res.conv1"' in dot
-    # (the branch reaches the join through its optional se / drop_path modules, identities when unset)
-    assert '"res.conv1" -> ' in dot and '"res.shortcut" -> "res.add"' in dot and dot.count('-> "res.add"') == 2
+    # (se and dropout unset: identities, not drawn, so the branch goes straight from conv2 to the join)
+    assert '"res.conv2" -> "res.add"' in dot and '"res.shortcut" -> "res.add"' in dot and dot.count('-> "res.add"') == 2
     assert to_dot(plan_model(spec), depth=2) == dot
+
+
+def test_identity_placeholders_are_not_drawn():
+    # an unset option of a block (se 0, dropout 0, Wide's dropout moved into conv2) passes its input
+    # through: no box, the edge goes straight on; set ones are drawn
+    spec = {"input": [8, 8, 8], "nodes": {"res": {"block": "basic", "out": 8},
+                                          "set": {"block": "basic", "out": 8, "se": 4, "dropout": 0.2},
+                                          "w": {"block": "wide", "out": 8, "dropout": 0.3},
+                                          "d": {"block": "dropout", "p": 0.0},
+                                          "fc": {"block": "conv", "out": 4}}}
+    dot = to_dot(plan_model(spec), depth=2)
+    check_dot(dot)
+    assert "Identity" not in dot and dot.count("Dropout") == 1  # set.drop's
+    assert '"res.conv1" -> "res.conv2"' in dot and '"res.conv2" -> "res.add"' in dot
+    assert '"set.drop" [label="drop\\nDropout"' in dot and '"set.se" [label="se\\nSqueezeExcitation"' in dot
+    assert '"w.conv1" -> "w.conv2"' in dot and '"w.conv2" -> "w.add"' in dot
+    # a node of nothing but placeholders stays the user's node, drawn closed
+    assert '"d" [label="d\\ndropout"' in dot and '"w.add" -> "d" [label=" 8x8x8"]' in dot
+    assert '"d" -> "fc.conv" [label=" 8x8x8"]' in dot
 
 
 def test_cli_writes_svg_or_falls_back_to_dot(tmp_path, monkeypatch, capsys):
