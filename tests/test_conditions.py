@@ -141,3 +141,10 @@ def test_true_and_false_are_known_in_expressions():
             "nodes": {"c": {"block": "conv", "out": "4 if true else 8", "bias": "false or k == 1"}}}
     model = build_model(spec)
     assert model.c.conv.out_channels == 4 and model.c.conv.bias is not None
+
+
+@pytest.mark.parametrize("defaults", [{"*": {"if": False}}, {"conv": {"if": "true"}}, {"*": {"repeat": 2}}])
+def test_node_keys_in_defaults_are_refused_even_for_every_block(defaults):
+    # "*" skips arguments a block lacks: without this check `"*": {if: false}` would do nothing, silently
+    text = error({"input": [3, 8, 8], "defaults": defaults, "nodes": {"c": {"block": "conv", "out": 4}}})
+    assert "is a node key, not an argument of" in text and "go on nodes" in text

@@ -116,10 +116,14 @@ def _defaults(doc: LocDict, composites: dict[str, CompositeBlock]) -> LocDict:
     defaults = doc.get("defaults") or LocDict()
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
         raise ArchError("'defaults' must map block names to argument mappings", doc.loc_of("defaults"))
-    for name in defaults:
+    for name, entry in defaults.items():
         if name not in BLOCKS and name not in composites and name != ALL_BLOCKS:
             raise ArchError(f"defaults: unknown block '{name}'{suggest_block(name, list(BLOCKS) + list(composites))}",
                             defaults.key_loc(name))
+        for key in entry:  # `"*"` skips arguments a block lacks: say so here, or `"*": {if: false}` does nothing
+            if key in NODE_KEYS:
+                raise ArchError(f"defaults: '{key}' is a node key, not an argument of '{name}'; node keys "
+                                f"({', '.join(NODE_KEYS)}) go on nodes", entry.key_loc(key))
     return defaults
 
 
