@@ -323,6 +323,13 @@ def test_python_api_with_the_same_input_shape_on_model_and_data(tmp_path):
     assert "input_shape" in (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
 
 
+def test_vars_and_compile_keep_their_config_names_in_the_hyper_parameters(tmp_path):
+    """model.vars and model.compile are what users write (configs, sweeps, checkpoints' hyper-parameters), though
+    the code calls them arch_vars and compile_net inside (the public names shadow builtins)."""
+    model = ClassifierModule(tiny_arch(tmp_path), vars={"classes": 3})
+    assert model.hparams["vars"] == {"classes": 3} and model.hparams["compile"] is False and model.num_classes == 3
+    assert ClassifierModule(tiny_arch(tmp_path), num_classes=4).hparams["vars"] == {}  # plain values, not None
+
 def test_channels_last_keeps_the_numbers_and_the_layout(tmp_path):
     torch.manual_seed(0)
     plain = ClassifierModule(str(ROOT / "architectures" / "resnet20_cifar.yaml"), num_classes=10)

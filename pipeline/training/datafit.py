@@ -19,11 +19,12 @@ import yaml
 from ..errors import ArchError
 
 
-def declared_input(arch: str, vars: dict[str, Any] | None) -> tuple[str, tuple[int, ...]]:
-    """The architecture's name and declared input shape (raises the file's located ArchError)."""
+def declared_input(arch: str, arch_vars: dict[str, Any] | None) -> tuple[str, tuple[int, ...]]:
+    """The architecture's name and declared input shape with the file's variables overridden by
+    ``arch_vars`` (``--model.vars``); raises the file's located ArchError."""
     from ..language import plan_model
 
-    plan = plan_model(arch, None, **dict(vars or {}))
+    plan = plan_model(arch, None, **dict(arch_vars or {}))
     return plan.name, tuple(plan.in_shape)
 
 

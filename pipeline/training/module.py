@@ -114,23 +114,24 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         check_optimizer(opt_cfg)  # a wrong name or argument fails here, before the net or the data exist
         # the arguments, recorded as hyper-parameters below, made plain values first so that checkpoints load
         # with weights_only=True (a new argument needs no edit here unless it is not plain)
-        arch, vars, aux_weights = str(arch), dict(vars or {}), dict(aux_weights or {})
+        # `vars`, `compile`: the config's names (model.vars, model.compile), which shadow builtins; clear ones inside
+        arch, arch_vars, compile_net, aux_weights = str(arch), dict(vars or {}), compile, dict(aux_weights or {})
         input_shape = list(input_shape) if input_shape else None
         optimizer, scheduler = asdict(opt_cfg), asdict(sched_cfg)
         # given explicitly: under LightningCLI, save_hyperparameters() would record the raw command-line config
         # instead; `evaluation` (how to evaluate) is not what was trained
-        given = locals()
+        given = locals() | {"vars": arch_vars, "compile": compile_net}
         self.save_hyperparameters({name: given[name] for name in inspect.signature(ClassifierModule).parameters
                                    if name != "evaluation"})
         self.opt_cfg, self.sched_cfg, self.label_smoothing = opt_cfg, sched_cfg, label_smoothing
-        self.plan = self._plan(num_classes, compile)
+        self.plan = self._plan(num_classes, compile_net)
         self.net = self._build(aux_weights)
         self.pretrained: set[str] = self._init_from(init_from, init_prefix) if init_from else set()
         self.frozen = self._freeze(freeze_until) if freeze_until else []
         self.ema = self._average(ema_decay)
         self.channels_last = channels_last
         self._set_layout(channels_last)
-        if compile:
+        if compile_net:
             # in place (nn.Module.compile): parameter names, hence checkpoints, stay those of the file
             self.net.compile(fullgraph=True)
         self._pending_losses: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss) not yet read
@@ -140,7 +141,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         self.evaluator = Evaluator(self.num_classes, evaluation)
 
     # -- construction, step by step -------------------------------------------------------------
-    def _plan(self, num_classes: int | None, compile: bool):
+    def _plan(self, num_classes: int | None, compile_net: bool):
         """The net's plan: every node's shape, parameters and MACs, checked before anything is allocated
         (the CLI's memory check reads it)."""
         hp = self.hparams
@@ -154,7 +155,7 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         # Lightning's model summary runs one sample through the net for in/out sizes and FLOPs; made on access
         # (see example_input_array) so a run the memory check refuses never allocates it. Not with compile: a
         # compiled net would compile for eval mode first.
-        self._example_shape = None if compile else tuple(plan.in_shape)
+        self._example_shape = None if compile_net else tuple(plan.in_shape)
         return plan
 
     def _build(self, aux_weights: dict[str, float]) -> nn.Module:
