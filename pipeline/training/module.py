@@ -112,9 +112,8 @@ class ClassifierModule(EvaluationSteps, L.LightningModule):
         if not getattr(opt_cfg, "lr", 0) >= 0:  # NaN fails too
             raise ArchError(f"model.optimizer.lr: expected a learning rate >= 0, got {opt_cfg.lr}")
         check_optimizer(opt_cfg)  # a wrong name or argument fails here, before the net or the data exist
-        # the arguments, recorded as hyper-parameters below, made plain values first so that checkpoints load
-        # with weights_only=True (a new argument needs no edit here unless it is not plain)
-        # `vars`, `compile`: the config's names (model.vars, model.compile), which shadow builtins; clear ones inside
+        # the arguments, recorded as hyper-parameters below, made plain values so that checkpoints load with
+        # weights_only=True; `vars`, `compile` (config keys model.vars, model.compile) shadow builtins: renamed here
         arch, arch_vars, compile_net, aux_weights = str(arch), dict(vars or {}), compile, dict(aux_weights or {})
         input_shape = list(input_shape) if input_shape else None
         optimizer, scheduler = asdict(opt_cfg), asdict(sched_cfg)
