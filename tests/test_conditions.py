@@ -62,14 +62,25 @@ def test_an_aux_head_can_be_switched_out_of_the_net():
     assert plan_model(spec).aux == {} and plan_model(spec, heads=True).aux == {"head": 0.3}
 
 
-def test_a_node_left_out_is_still_checked():
+def test_a_node_left_out_is_still_checked_as_written():
     base = {"input": [3, 8, 8], "nodes": {"c": {"block": "conv", "out": 8}}}
     text = error({**base, "nodes": {**base["nodes"], "x": {"block": "conv", "out": 4, "strid": 2, "if": False}}})
     assert "block 'conv' has no argument 'strid'" in text and "did you mean 'stride'" in text
     text = error({**base, "nodes": {**base["nodes"], "x": {"block": "covn", "if": False}}})
     assert "unknown block 'covn'" in text
-    text = error({**base, "nodes": {**base["nodes"], "x": {"block": "add", "from": ["c", "d"], "if": False}}})
-    assert "'from' refers to 'd', which is not a node defined before this one" in text
+    text = error({**base, "nodes": {**base["nodes"], "x": {"block": "add", "from": ["c", "zz"], "if": False}}})
+    assert "'from' refers to 'zz', which is not a node defined before this one" in text and "'x'" not in text[-40:]
+    off = {"if": False}
+    for node, expected in [({"block": "conv", "out": 4, "from": "x"}, "'from' refers to the node itself"),
+                           ({"block": "conv", "out": 4, "from": ["c", "input"]}, "takes one input, got 2"),
+                           ({"block": "conv", "out": 4, "repeat": -3}, "'repeat' must be between 0 and"),
+                           ({"block": "conv", "out": 4, "repeat": "nn"}, "undefined variable 'nn'"),
+                           ({"block": "linear", "out": 4, "aux": -1}, "'aux' loss weight must be positive or 0"),
+                           ({"block": "conv"}, "block 'conv' needs argument 'out'")]:
+        assert expected in error({**base, "nodes": {**base["nodes"], "x": {**node, **off}}}), node
+    composite = {"u": {"params": {"w": None}, "nodes": {"c": {"block": "conv", "out": "w"}}}}
+    text = error({**base, "blocks": composite, "nodes": {**base["nodes"], "x": {"block": "u", **off}}})
+    assert "node 'x': block 'u' needs argument 'w'" in text
 
 
 @pytest.mark.parametrize("nodes, expected", [
@@ -87,6 +98,41 @@ def test_a_node_left_out_is_still_checked():
 ])
 def test_conditions_that_cannot_work_say_why(nodes, expected):
     assert expected in error({"input": [3, 8, 8], "nodes": nodes})
+
+
+def test_condition_errors_name_their_node_at_every_depth():
+    text = error({"input": [3, 8, 8], "vars": {"use_se": "ture"},
+                  "nodes": {"a": {"block": "conv", "out": 4}, "b": {"block": "conv", "out": 4, "if": "use_se"}}})
+    assert "node 'b': 'if' (the condition for this node): expected true or false, got use_se = 'ture'" in text
+    spec = {"input": [3, 8, 8], "blocks": {
+        "inner": {"nodes": {"x": {"block": "conv", "out": 4, "if": "nope"}}},
+        "outer": {"nodes": {"p": {"block": "inner"}}}}, "nodes": {"a": {"block": "outer"}}}
+    assert "node 'a.p.x': 'if'" in error(spec)
+
+
+def test_a_node_read_only_by_nodes_left_out_says_how_to_pass_it_on():
+    spec = {"input": [8, 8, 8], "blocks": {"u": {"params": {"se": False}, "nodes": {
+        "c1": {"block": "conv", "out": 8}, "s": {"block": "se", "if": "se"},  # s reads c1 by the chain
+        "sum": {"block": "add", "from": ["s", "input"]}}}}, "nodes": {"a": {"block": "u"}}}
+    text = error(spec)
+    assert "node 'a.c1': node is not used here: the nodes that read it (s) are left out" in text
+    assert "write 'repeat: 0' there instead of 'if:'" in text
+
+
+def test_dollars_inside_string_literals_are_kept():
+    spec = {"input": [3, 8, 8], "vars": {"act": "relu"},
+            "nodes": {"c": {"block": "conv", "out": 4, "act": "${'$act'}"}}}
+    assert "got '$act'" in error(spec)  # the word as written, not the variable's value
+
+
+def test_boolean_words_cannot_be_variable_names():
+    assert "variable name 'true' is reserved" in error(
+        {"input": [3, 8, 8], "vars": {"true": 3}, "nodes": {"c": {"block": "conv", "out": 4}}})
+
+
+def test_an_undefined_name_in_a_file_without_vars_says_to_declare_it():
+    text = error({"input": [3, 8, 8], "nodes": {"c": {"block": "conv", "out": "width"}}})
+    assert "undefined variable 'width' (no variables are defined here; declare it under 'vars:')" in text
 
 
 def test_an_output_left_out_is_an_error():
@@ -118,11 +164,22 @@ def test_a_variable_whose_value_is_a_word_is_that_word_in_an_expression():
 
 @pytest.mark.parametrize("vars_, out, expected", [
     # a word used as a number is most likely a misspelt variable: say so, with the closest names
-    ({"width": 8, "w2": "wdith"}, "w2 * 2", "undefined variable 'wdith' (did you mean 'width'?)"),
-    ({"act": "relu"}, "'relu' + 1", "''relu'' is not a number"),
+    ({"width": 8, "w2": "wdith"}, "w2 * 2", "'w2' is the word 'wdith', not a number (did you mean 'width'?)"),
+    ({"width": 8, "w2": "wdith"}, "w2", "expected an integer, got w2 = 'wdith' (did you mean 'width'?)"),
+    ({"act": "relu"}, "'relu' + 1", "'relu' is a word, not a number"),
+    ({"act": "relu"}, "4 if act < 3 else 8", "'act' is the word 'relu', not a number"),
     ({"act": "relu"}, "4 if act else 8", "'act' is the word 'relu', not a condition"),
     ({"k": 2}, "4 if k in 3 else 8", "'3' is not a list"),
-    ({"k": 2}, "4 if k < 'a' else 8", "''a'' is not a number"),
+    ({"k": 2}, "4 if k < 'a' else 8", "'a' is a word, not a number"),
+    # a word against a number or true/false is a mistake, not false
+    ({"use_se": "ture"}, "4 if use_se == true else 8", "'use_se' is the word 'ture', compared with true: a word "
+                                                      "equals only a word"),
+    ({"act": "relu"}, "4 if act != 3 else 8", "'act' is the word 'relu', compared with 3"),
+    ({"act": "relu"}, "4 if act in [1, 2] else 8", "'act' is the word 'relu', compared with 1"),
+    # every name must exist, also where evaluation does not go
+    ({"deep": False, "stride": 1}, "4 if deep and stirde == 1 else 8", "undefined variable 'stirde' (did you mean "
+                                                                      "'stride'?)"),
+    ({"deep": True}, "4 if deep else widht", "undefined variable 'widht'"),
 ])
 def test_words_where_numbers_or_conditions_belong_are_errors(vars_, out, expected):
     assert expected in error({"input": [3, 8, 8], "vars": vars_, "nodes": {"c": {"block": "conv", "out": out}}})
@@ -148,3 +205,30 @@ def test_node_keys_in_defaults_are_refused_even_for_every_block(defaults):
     # "*" skips arguments a block lacks: without this check `"*": {if: false}` would do nothing, silently
     text = error({"input": [3, 8, 8], "defaults": defaults, "nodes": {"c": {"block": "conv", "out": 4}}})
     assert "is a node key, not an argument of" in text and "go on nodes" in text
+
+
+def _readme_examples() -> list[dict]:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = text[text.index("<!-- conditions-example -->"):]
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)[:2]
+    return [yaml.safe_load("\n".join(line[2:] for line in b.splitlines())) for b in blocks]
+
+
+def test_the_readme_examples_of_if_and_repeat_zero_do_what_the_text_says():
+    rep, se = _readme_examples()
+    params = {"out": None, "stride": 1, "use_se": True}
+    spec = {"input": [8, 8, 8], "blocks": {"rep": {"params": params, "nodes": rep},
+                                            "seu": {"params": params, "nodes": se}},
+            "nodes": {"a": {"block": "rep", "out": 16, "stride": 2}, "b": {"block": "rep", "out": 16},
+                      "c": {"block": "seu", "out": 16}, "d": {"block": "seu", "out": 16, "use_se": False}}}
+    model = build_model(spec)
+    assert not hasattr(model.a, "identity") and hasattr(model.b, "identity")
+    assert hasattr(model.c.se, "fc1") and not any(n.startswith("se.") for n, _ in model.d.named_parameters())
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model.d.eval()(x), model.d.conv(x) + x)  # the conv's output passed on

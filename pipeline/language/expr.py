@@ -27,16 +27,29 @@ class UnknownVariable(Exception):
 
 class Text(str):
     """A string that is a value (a string literal, or a variable's word), never read again as an
-    expression. ``why`` is set on a word that names no variable (``vars: {act: relu}``): if it is used
-    as a number after all, the error is the undefined variable it may have been meant to be."""
+    expression. ``hint`` is set on a word that names no variable (``vars: {act: relu}``) and is close
+    to one (' (did you mean 'width'?)'): if it is used as a number after all, the message says so."""
 
-    why: str | None = None
+    hint: str = ""
 
 
-def word(text: str, why: str) -> Text:
+def word(text: str, hint: str) -> Text:
     value = Text(text)
-    value.why = why
+    value.hint = hint
     return value
+
+
+def _unquoted_dollars(text: str) -> str:
+    """``text`` without the ``$`` of ``$name`` references (a ``$`` inside a string literal stays)."""
+    out, quote = [], None
+    for char in text:
+        if quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+        if char != "$" or quote is not None:
+            out.append(char)
+    return "".join(out)
 
 
 def show_number(value: int | float) -> str:
@@ -62,6 +75,12 @@ def describe_value(value: Any) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)}"
     return repr(value)
+
+
+def _word(node: ast.AST, value: str) -> str:
+    """"'act' is the word 'relu'", or "'relu' is a word" for a literal."""
+    shown = ast.unparse(node)
+    return f"{shown} is a word" if repr(str(value)) == shown else f"'{shown}' is {describe_value(value)}"
 
 
 def list_items(value: Any) -> int:
@@ -124,13 +143,27 @@ class Evaluator:
         if len(self.text) > MAX_EXPR_CHARS:
             raise self.fail(f"longer than {MAX_EXPR_CHARS} characters")
         try:
-            tree = ast.parse(self.text.replace("$", "").strip(), mode="eval")
+            tree = ast.parse(_unquoted_dollars(self.text).strip(), mode="eval")
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             raise self.fail("not a valid arithmetic expression") from None
         try:
+            self.check_names(tree)
             return self.visit(tree.body)
         except RecursionError:
             raise self.fail("nested too deeply") from None
+
+    def check_names(self, tree: ast.AST) -> None:
+        """Every variable named anywhere must exist, also in a branch not taken (`deep and stirde == 1`
+        with deep false): a misspelling is one in every configuration."""
+        missing = getattr(self.variable, "missing", None)
+        if missing is None:
+            return
+        functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and id(node) not in functions and node.id not in _BOOLEANS:
+                problem = missing(node.id)
+                if problem:
+                    raise self.fail(problem)
 
     def check(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -208,8 +241,14 @@ class Evaluator:
                 right = self.visit(right_node)
                 if type(op) in _ORDER:
                     self.numeric(left, left_node), self.numeric(right, right_node)
-                elif type(op) in _MEMBER and not isinstance(right, list):
-                    raise self.fail(f"'{ast.unparse(right_node)}' is not a list (in / not in look a value up in a list)")
+                elif type(op) in _MEMBER:
+                    if not isinstance(right, list):
+                        raise self.fail(f"'{ast.unparse(right_node)}' is not a list (in / not in look a value up "
+                                        "in a list)")
+                    for item in right:
+                        self.comparable(left, left_node, item, right_node)
+                else:
+                    self.comparable(left, left_node, right, right_node)
                 if not _COMPARE[type(op)](left, right):
                     return False
                 left_node, left = right_node, right
@@ -226,15 +265,25 @@ class Evaluator:
             raise self.fail(f"'{ast.unparse(node)}' is {describe_value(value)}, not a condition (true or false)")
         return bool(value)
 
+    def comparable(self, left: Any, left_node: ast.AST, right: Any, right_node: ast.AST) -> None:
+        """A word compared with a number or true/false is a mistake, not false: `use_se == true` with
+        `use_se: ture` must not quietly switch a branch off."""
+        if isinstance(left, str) == isinstance(right, str):
+            return
+        (node, value), other = ((left_node, left), right) if isinstance(left, str) else ((right_node, right), left)
+        shown = "true" if other is True else "false" if other is False else describe_value(other) \
+            if isinstance(other, list) else show_number(other) if isinstance(other, (int, float)) else repr(other)
+        raise self.fail(f"{_word(node, value)}, compared with {shown}: a word equals only a word"
+                        f"{getattr(value, 'hint', '')}")
+
     def number(self, node: ast.AST) -> int | float:
         return self.numeric(self.visit(node), node)
 
     def numeric(self, value: Any, node: ast.AST) -> int | float:
         """``value`` (of the expression ``node``) if it is a number; else why it had to be one."""
-        if getattr(value, "why", None):  # a word where a number was needed: a misspelt variable, most likely
-            raise self.fail(value.why)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             shown = ast.unparse(node)
-            raise self.fail(f"'{shown}' is not a number" + (f" (it is {describe_value(value)})"
-                                                            if isinstance(value, str) and repr(str(value)) != shown else ""))
+            if isinstance(value, str):  # a word: a misspelt variable, most likely, when it is close to one
+                raise self.fail(f"{_word(node, value)}, not a number{getattr(value, 'hint', '')}")
+            raise self.fail(f"'{shown}' is not a number")
         return value

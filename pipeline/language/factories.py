@@ -22,10 +22,9 @@ from .document import _check_keys
 from .loader import LocDict
 from .macs import FlopCounter
 from .plans import GraphPlan, Measured, Planner, Shape
-from .values import Binding, Scope, resolve, type_hints
+from .values import INPUT_NAMES, Binding, Scope, resolve, type_hints
 
 COMPOSITE_KEYS = ("description", "params", "nodes", "output")
-INPUT_NAMES = ("in_channels", "in_shape")  # variables a composite block's body reads its input shape from
 
 
 class PythonBlock:
@@ -36,6 +35,7 @@ class PythonBlock:
         signature = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, in_shape
         hints = type_hints(cls.__init__)
         self.params = {p.name: (hints[p.name], p.default) for p in signature}
+        self.required = tuple(p.name for p in signature if p.default is inspect.Parameter.empty)
 
     def plan(self, in_shapes: list[Shape], args: dict[str, Binding], ctx: Planner, node: str,
              loc: Loc | None) -> Measured[dict[str, Any]]:
@@ -84,6 +84,7 @@ class CompositeBlock:
             raise ArchError(f"block '{name}': 'params' must be a mapping of name: default (null = required)",
                             spec.loc_of("params"))
         self.params = params
+        self.required = tuple(str(n) for n, default in params.items() if default is None)
         for reserved in INPUT_NAMES:
             if reserved in params:
                 raise ArchError(f"block '{name}': parameter name '{reserved}' is reserved (it is the block's input "

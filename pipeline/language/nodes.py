@@ -84,7 +84,10 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: Planning, pre
     left_out: dict[str, list[str]] = {}  # nodes whose `if:` is false -> the names their `from:` reads
     previous = "input"
     for key, spec in nodes.items():
-        node = _validate(key, spec, nodes, shapes, previous, scope, ctx, prefix, left_out)
+        try:
+            node = _validate(key, spec, nodes, shapes, previous, scope, ctx, prefix, left_out)
+        except ArchError as err:  # `if:`, `block:` and `repeat:` errors name the node too
+            raise err.at(nodes.loc_of(key), prefix + str(key)) from None
         if node is None:
             continue
         plan = _measure(node, _expand(node, ctx), [shapes[i] for i in node.inputs], ctx, prefix)
@@ -99,8 +102,9 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: Planning, pre
 
 def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, scope: Scope, ctx: Planning,
               prefix: str, left_out: dict[str, list[str]]) -> _Node | None:
-    """Check one node as written: name, block, inputs, ``aux``, ``repeat`` and argument names; None
-    (recorded in ``left_out``) for a node whose ``if:`` is false, once its block and arguments are checked."""
+    """Check one node as written: name, block, inputs, ``aux``, ``repeat`` and argument names. A node
+    whose ``if:`` is false gets the same checks (a mistake is one in every configuration), is recorded in
+    ``left_out`` with the nodes it reads, and gives None."""
     name, loc = str(key), nodes.loc_of(key)
     path = prefix + name
     if not NAME.match(name):
@@ -117,19 +121,10 @@ def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, 
         raise ArchError("node needs 'block:' (the block type)", loc, path)
     block = resolve(spec["block"], str, scope, spec.loc_of("block"), "'block'")
     factory = ctx.factory(block, spec.loc_of("block"), path)
-    if "if" in spec and not resolve(spec["if"], bool, scope, spec.loc_of("if"), "'if' (the condition for this node)"):
-        _args(spec, block, factory, ctx, scope, path)  # a mistake is one in every configuration
-        left_out[name] = _from_names(spec)
-        for index, read in enumerate(left_out[name]):
-            if read not in shapes and read not in left_out:
-                where = spec["from"].loc_of(index) if isinstance(spec.get("from"), LocList) else spec.loc_of("from")
-                raise ArchError(f"'from' refers to '{read}', which is not a node defined before this one"
-                                f"{close_matches(read, list(shapes) + list(left_out))}", where, path)
-        return None
-
-    inputs = _inputs(spec, shapes, previous, path, left_out, factory.merges)
-    if len(inputs) > 1 and not factory.merges:
-        raise ArchError(f"block '{block}' takes one input, got {len(inputs)} in 'from'", spec.loc_of("from"), path)
+    keep = "if" not in spec or resolve(spec["if"], bool, scope, spec.loc_of("if"), "'if' (the condition for this node)")
+    reads = _reads(spec, shapes, left_out, previous, path)
+    if len(reads) > 1 and not factory.merges:
+        raise ArchError(f"block '{block}' takes one input, got {len(reads)} in 'from'", spec.loc_of("from"), path)
     aux = None
     if "aux" in spec:
         if prefix:
@@ -144,6 +139,13 @@ def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, 
     if repeat > 1 and factory.merges:
         raise ArchError(f"block '{block}' merges inputs and cannot be repeated", spec.loc_of("repeat"), path)
     args = _args(spec, block, factory, ctx, scope, path)
+    if not keep:
+        missing = [n for n in factory.required if n not in args]  # measuring would say so of a node kept
+        if missing:
+            raise ArchError(f"block '{block}' needs argument '{missing[0]}'", loc, path)
+        left_out[name] = reads
+        return None
+    inputs = _kept_inputs(reads, spec, left_out, factory.merges, path)
     return _Node(name, path, loc, spec, block, factory, inputs, aux, repeat, args)
 
 
@@ -188,14 +190,9 @@ def _measure(node: _Node, copies: Iterator[tuple[str, dict[str, Binding]]], in_s
                     node.aux)
 
 
-def _from_names(spec: LocDict) -> list[str]:
-    raw = spec.get("from", [])
-    return [str(s) for s in (raw if isinstance(raw, list) else [raw])]
-
-
-def _inputs(spec: LocDict, shapes: dict, previous: str, path: str, left_out: dict[str, list[str]],
-            merges: bool) -> list[str]:
-    """The node's inputs: ``from:`` checked against the nodes before it; a merge drops those left out."""
+def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous: str, path: str) -> list[str]:
+    """The nodes this one reads as written: ``from:`` checked against the nodes before it (kept or left
+    out), or the previous node."""
     if "from" not in spec:
         return [previous]
     raw = spec["from"]
@@ -206,20 +203,29 @@ def _inputs(spec: LocDict, shapes: dict, previous: str, path: str, left_out: dic
     for index, item in enumerate(items):
         name = str(item)
         where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
-        if name in left_out:
-            if not merges:  # a one-input block has nothing to read instead
-                raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here; only a merge (add, "
-                                "concat, mul) drops an input that is left out", where, path)
-            continue
-        if name not in shapes:
+        if name not in shapes and name not in left_out:
             if name == path.rsplit(".", 1)[-1]:
                 raise ArchError("'from' refers to the node itself: the graph must be acyclic", where, path)
             raise ArchError(f"'from' refers to '{name}', which is not a node defined before this one (nodes can "
-                            f"only read earlier nodes; the graph must be acyclic){close_matches(name, shapes)}",
-                            where, path)
+                            f"only read earlier nodes; the graph must be acyclic)"
+                            f"{close_matches(name, list(shapes) + list(left_out))}", where, path)
         names.append(name)
+    return names
+
+
+def _kept_inputs(reads: list[str], spec: LocDict, left_out: dict[str, list[str]], merges: bool,
+                 path: str) -> list[str]:
+    """The inputs of a node kept: a merge drops those left out by their `if:`; a one-input node cannot."""
+    for index, name in enumerate(reads):
+        if name in left_out and not merges:
+            raw = spec.get("from")
+            where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+            raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here; only a merge (add, concat, mul) "
+                            "drops an input that is left out (to pass its input on instead, give it "
+                            "'repeat: 0' where it is off)", where, path)
+    names = [n for n in reads if n not in left_out]
     if not names:
-        raise ArchError(f"every input in 'from' is left out here by its 'if:' ({', '.join(map(str, items))})",
+        raise ArchError(f"every input in 'from' is left out here by its 'if:' ({', '.join(reads)})",
                         spec.loc_of("from"), path)
     return names
 
@@ -285,8 +291,9 @@ def _check_all_used(plans: list[NodePlan], nodes: LocDict, output: str, prefix: 
         if plan.name not in needed:
             local = plan.name[len(prefix):]
             readers = [n for n, reads in left_out.items() if local in reads]
-            if readers:  # give it the same condition, most likely
+            if readers:  # `if:` drops a node; `repeat: 0` would have passed its input on
                 raise ArchError(f"node is not used here: the nodes that read it ({', '.join(readers)}) are left out by "
-                                "their 'if:' (give it the same 'if:')", plan.loc, plan.name)
+                                "their 'if:' (give it the same 'if:'; or, to pass its output on where they are off, "
+                                "write 'repeat: 0' there instead of 'if:')", plan.loc, plan.name)
             raise ArchError("node is not used: no output depends on it (remove it, or read it with 'from')",
                             plan.loc, plan.name)

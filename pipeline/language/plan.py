@@ -85,6 +85,8 @@ def _variables(doc: LocDict, overrides: dict[str, Any]) -> tuple[Scope, LocDict]
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) or name == "i":
             raise ArchError(f"variable name '{name}' must be an identifier (and not 'i', the repeat index)",
                             raw_vars.key_loc(name))
+        if name in ("true", "false", "True", "False"):  # expressions read these words as the booleans
+            raise ArchError(f"variable name '{name}' is reserved: in expressions it is the boolean", raw_vars.key_loc(name))
         if name in INPUT_NAMES:
             raise ArchError(f"variable name '{name}' is reserved: it is the model's input "
                             f"{'channels' if name == 'in_channels' else 'shape'} (from 'input:')", raw_vars.key_loc(name))

@@ -50,6 +50,7 @@ class BlockFactory(Protocol[B]):
 
     merges: bool  # takes a list of inputs (concat, add) instead of one
     params: Mapping[str, Any]  # the arguments a node may give it, by name
+    required: tuple[str, ...]  # those a node must give it
 
     def plan(self, in_shapes: list[Shape], args: dict[str, Binding], ctx: Planner, node: str,
              loc: Loc | None) -> Measured[B]:

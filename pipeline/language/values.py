@@ -70,26 +70,47 @@ class Scope:
         return out
 
 
+INPUT_NAMES = ("in_channels", "in_shape")  # bound in every scope: the model's or a composite's input
+
+
 def _undefined(name: str, scope: "Scope") -> str:
     names = scope.names()
-    if not names:
-        return f"undefined variable '{name}' (no variables are defined here; declare it under 'vars:')"
+    if all(n in INPUT_NAMES for n in names):  # the input's names alone: no variable was declared
+        near = close_matches(name, names)
+        return (f"undefined variable '{name}'{near if near.startswith(' (') else ''} (no variables are defined here; "
+                "declare it under 'vars:')")
     return f"undefined variable '{name}'{close_matches(name, names)}"
 
 
-def _variables(scope: Scope, stack: tuple) -> Callable[[str], Any]:
+def _near(name: str, scope: "Scope") -> str:
+    """' (did you mean 'width'?)' when ``name`` is close to a variable, else ''."""
+    near = close_matches(name, scope.names())
+    return near if near.startswith(" (") else ""
+
+
+class _Reader:
     """How an expression written in ``scope`` reads a variable; ``stack`` holds the variables being
     resolved, to catch a cycle."""
-    def variable(name: str) -> Any:
-        binding = scope.lookup(name)
-        if binding is None:
-            raise UnknownVariable(_undefined(name, scope))
-        key = (name, id(binding))
-        if key in stack:
-            raise UnknownVariable(_cycle(stack, key))
-        return _resolve_binding(binding, Any, binding.loc, f"variable '{name}'", stack + (key,), True)
 
-    return variable
+    def __init__(self, scope: Scope, stack: tuple):
+        self.scope, self.stack = scope, stack
+
+    def __call__(self, name: str) -> Any:
+        binding = self.scope.lookup(name)
+        if binding is None:
+            raise UnknownVariable(_undefined(name, self.scope))
+        key = (name, id(binding))
+        if key in self.stack:
+            raise UnknownVariable(_cycle(self.stack, key))
+        return _resolve_binding(binding, Any, binding.loc, f"variable '{name}'", self.stack + (key,), True)
+
+    def missing(self, name: str) -> str | None:
+        """Why ``name`` cannot be read here (checked before evaluating), or None."""
+        return None if self.scope.lookup(name) is not None else _undefined(name, self.scope)
+
+
+def _variables(scope: Scope, stack: tuple) -> Callable[[str], Any]:
+    return _Reader(scope, stack)
 
 
 def _resolve_binding(binding: Binding, tp: Any, loc: Loc | None, what: str, stack: tuple, numeric: bool) -> Any:
@@ -169,7 +190,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
         if isinstance(raw, str) and numeric and not isinstance(raw, Text):
             if _WORD.match(raw.strip()) and scope.lookup(raw.strip()) is None and raw.strip() not in _NOT_WORDS:
                 # a variable whose value is a word (`vars: {act: relu}`, read in `"${act if deep else 'gelu'}"`)
-                return word(raw.strip(), _undefined(raw.strip(), scope))
+                return word(raw.strip(), _near(raw.strip(), scope))
             return Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if isinstance(raw, list):
             value = [resolve(v, Any, scope, _item_loc(raw, i, loc), what, stack, numeric) for i, v in enumerate(raw)]
@@ -216,11 +237,10 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
         value = raw
         if isinstance(raw, str) and not isinstance(raw, Text):
             value = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
-        if getattr(value, "why", None):  # a word where a number is needed: most likely a misspelt variable
-            raise ArchError(f"{what}: {value.why}", loc)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
-            raise ArchError(f"{what}: expected {_type_name(tp)}, got {shown}", loc)
+            # a word close to a variable's name: most likely a misspelt variable
+            raise ArchError(f"{what}: expected {_type_name(tp)}, got {shown}{getattr(value, 'hint', '')}", loc)
         problem = check_number(value)
         if problem:
             raise ArchError(f"{what}: {problem}", loc)
@@ -238,10 +258,8 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
             value = Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
         if isinstance(value, bool):
             return value
-        if getattr(value, "why", None):
-            raise ArchError(f"{what}: {value.why}", loc)
         shown = f"{raw.strip()} = {describe(value)}" if value is not raw else describe(raw)
-        raise ArchError(f"{what}: expected true or false, got {shown}", loc)
+        raise ArchError(f"{what}: expected true or false, got {shown}{getattr(value, 'hint', '')}", loc)
     if tp is str:
         if isinstance(raw, str):
             return raw.strip()
