@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blocks.receptive import Field
-from .language.graph import GraphPlan, ModelPlan, NodePlan
+from .language.plans import GraphPlan, ModelPlan, NodePlan
 
 # optimizer state tensors per parameter (torch.optim's and the usual extras); unknown: 2 (Adam-like)
 OPTIMIZER_STATE = {"sgd": 1, "sgd_nesterov": 1, "sgd_plain": 0, "adam": 2, "adamw": 2, "nadam": 2, "radam": 2,

@@ -219,7 +219,7 @@ def export(argv: list[str]) -> int:
     writable_file(args.output, "-o")
     from .convert import ConversionError, load_converted, load_state_file
     from .export import export as write, net_weights
-    from .language.graph import materialize
+    from .language.build import materialize
 
     plan = plan_with_input(args.arch, args.input, args.var)
     import torch

@@ -18,7 +18,7 @@ import torch.fx
 from torch import nn
 
 from .blocks.gating import DropPath
-from .language.graph import GraphPlan, ModelPlan, NodePlan
+from .language.plans import GraphPlan, ModelPlan, NodePlan
 
 AUX_FILL, MAIN_FILL, MERGE_FILL, GREY = "#fdebd0", "#eef3fb", "#e8f6ef", "#dddddd"
 

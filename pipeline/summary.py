@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .language.graph import ModelPlan, NodePlan
+from .language.plans import ModelPlan, NodePlan
 
 
 def _human(n: int) -> str:
