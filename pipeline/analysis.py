@@ -213,12 +213,14 @@ def _number(x: float) -> int | float:
     return int(x) if float(x).is_integer() else round(x, 3)
 
 
-def field_json(f: Field | None) -> dict:
-    """``receptive_field`` and ``stride`` per spatial dim (null for flat inputs), for --json."""
+def field_json(f: Field | None, input_sizes: tuple[int, ...] = ()) -> dict:
+    """``receptive_field`` and ``stride`` per spatial dim (null for flat inputs), for --json. A node
+    sees the whole input after a global reduction, or when its window covers ``input_sizes``."""
     if f is None:
         return {"receptive_field": None, "stride": None, "sees_whole_input": False}
+    covers = bool(input_sizes) and all(s >= d for s, d in zip(f.size, input_sizes))
     return {"receptive_field": [_number(s) for s in f.size], "stride": [_number(j) for j in f.jump],
-            "sees_whole_input": f.whole}
+            "sees_whole_input": f.whole or covers}
 
 
 def show_field(f: Field | None, what: str = "size") -> str:
@@ -249,7 +251,7 @@ def as_json(a: Analysis, plan: ModelPlan) -> dict:
         "optimizer": a.optimizer,
         "train_memory_bytes": a.train_memory_bytes,
         "train_memory": dict(a.memory),
-        "nodes": {name: {**field_json(s.field), "activation_bytes": s.activation_bytes,
+        "nodes": {name: {**field_json(s.field, tuple(plan.in_shape[1:])), "activation_bytes": s.activation_bytes,
                          "saved_bytes": s.saved_bytes} for name, s in a.nodes.items()},
     }
 

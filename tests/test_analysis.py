@@ -59,6 +59,28 @@ def test_a_global_gate_does_not_make_a_local_path_global():
     assert gate.union(gate).whole and Field((3, 3), (2, 2)).union(Field((5, 5), (1, 1))) == Field((5, 5), (2, 2))
 
 
+def test_a_crop_to_the_last_step_keeps_its_window_and_flattening_one_position_adds_nothing():
+    """A causal TCN's classifier reads the last time step: its field is the stack's, not the whole input;
+    the support of a real gradient says the same."""
+    spec = {"input": [1, 64], "nodes": {
+        "a": {"block": "conv", "out": 4, "kernel": 3, "norm": "none", "act": "tanh"},
+        "b": {"block": "conv", "out": 4, "kernel": 3, "dilation": 2, "norm": "none", "act": "tanh"},
+        "last": {"block": "crop", "left": "in_shape[1] - 1"}, "flat": "flatten",
+        "fc": {"block": "linear", "out": 2}}}
+    plan = plan_model(spec)
+    data = analyse(plan)
+    assert data.nodes["fc"].field.size == (7,) and not data.nodes["fc"].field.whole
+    from pipeline.analysis import as_json
+    assert as_json(data, plan)["nodes"]["fc"]["sees_whole_input"] is False
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 64, requires_grad=True)
+    build_model(spec)(x)[0, 0].backward()
+    support = torch.nonzero(x.grad[0, 0])
+    assert int(support.max() - support.min() + 1) <= 7  # zero padding: the last step's window is cut to 4
+    flat = {"input": [1, 8, 8], "nodes": {"c": {"block": "conv", "out": 2}, "f": "flatten"}}
+    assert analyse(plan_model(flat)).nodes["f"].field.whole  # a map flattened: every position
+
+
 def test_composite_blocks_and_repeats_compose():
     blocks = {"pair": {"params": {"d": 1}, "nodes": {"a": {"block": "conv", "out": 4, "dilation": "d"},
                                                      "b": {"block": "conv", "out": 4}}}}

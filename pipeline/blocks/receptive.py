@@ -7,8 +7,8 @@ per spatial dimension; parallel branches and merges take the largest window. So 
 per block is enough, and :func:`trace_field` finds it for any block without per-block code: it
 runs ``forward`` on weightless meta tensors under a dispatch mode that follows every aten op from
 input to output - convolutions and pools (kernel, stride, dilation, transposed convs) grow the
-window; padding, views and element-wise ops pass it on; a reduction to one position (global
-pooling, flatten) makes the output see the whole input. A block may override
+window; padding, crops, views and element-wise ops pass it on; a reduction of several positions to
+one (global pooling, flattening a map) makes the output see the whole input. A block may override
 ``Block.receptive_field`` with arithmetic instead.
 """
 from __future__ import annotations
@@ -102,10 +102,10 @@ class _Tracker(TorchDispatchMode):
 
 def _reshaped(field: Field, source: torch.Tensor, out: torch.Tensor, name: str) -> Field:
     """What a generic op does to the field: pass it on, or see the whole input after a reduction."""
-    if "pad" in name or name.startswith(("convolution", "max_pool", "avg_pool")):
-        return field
-    if out.dim() < 3 and source.dim() >= 3:  # flattened or reduced to (N, C): every position
-        return Field(field.size, field.jump, True)
+    if "pad" in name or name.startswith(("convolution", "max_pool", "avg_pool", "slice")):
+        return field  # a crop (slice) picks positions: each still sees its own window
+    if out.dim() < 3 and source.dim() >= 3:  # flattened or reduced to (N, C): every position there was
+        return Field(field.size, field.jump, field.whole or any(b > 1 for b in source.shape[2:]))
     if out.dim() == source.dim() and sorted(out.shape) != sorted(source.shape):
         before, after = source.shape[2:], out.shape[2:]
         if all(a == 1 for a in after) and any(b > 1 for b in before):
