@@ -2,6 +2,8 @@
 argument, and unknown block names get only close suggestions."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from pipeline import ArchError, build_model, plan_model
 from pipeline.blocks import BLOCKS
 from pipeline.language.names import close_names, suggest_block
 
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 DEPTHWISE = {"dw": {"params": {"kernel": 3},
                     "nodes": {"c": {"block": "conv", "out": "in_channels", "groups": "in_channels",
                                     "kernel": "kernel"}}}}
@@ -52,6 +55,11 @@ def test_top_level_nodes_read_the_models_input_shape():
     spec = {"input": [3, 8, 8], "blocks": {"dw": DEPTHWISE["dw"]},
             "nodes": {"a": {"block": "conv", "out": 10}, "b": {"block": "dw"}}}
     assert build_model(spec).b.c.conv.groups == 10
+    # the README's one-node composite: the length that reaches it, after a conv without padding
+    spec = {"input": [1, 64], "blocks": {"last": {"nodes": {"c": {"block": "crop", "left": "in_shape[1] - 1"}}}},
+            "nodes": {"a": {"block": "conv", "out": 4, "kernel": 5, "padding": 0}, "l": {"block": "last"}}}
+    assert plan_model(spec).out_shape == (4, 1)
+    assert "blocks: {last: {nodes: {c: {block: crop, left: \"in_shape[1] - 1\"}}}}" in README
 
 
 def test_defaults_star_reaches_every_block_with_the_argument_including_built_in_and_composite():
