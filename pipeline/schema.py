@@ -34,7 +34,9 @@ VARIABLE = r"^\s*\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})\s*$"  # ``$name`` or ``${expr
 # accepted wherever a value is (resolved later, by type)
 REFERENCE = {"type": "string", "pattern": VARIABLE}
 EXPRESSION = {"type": "string", "description": "an arithmetic expression over variables, e.g. 16*k"}
-CONDITION = {"type": "string", "description": "a condition over variables, e.g. stride == 1 and in_channels == out"}
+# yes/no/on/off are booleans to PyYAML (YAML 1.1) and words to editors (YAML 1.2): the loader refuses them
+CONDITION = {"type": "string", "pattern": r"^(?!\s*(yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)\s*$)",
+             "description": "a condition over variables, e.g. stride == 1 and in_channels == out"}
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 

@@ -65,6 +65,9 @@ MISTAKES = {  # id: the file's nodes (indented), or the whole file
     "defaults_block": "input: [4, 16, 16]\ndefaults: {conv: {block: linear}}\nnodes:\n  c: {block: conv, out: 8}",
     "defaults_if": "input: [4, 16, 16]\ndefaults: {conv: {if: false}}\nnodes:\n  c: {block: conv, out: 8}",
     "if_a_number": "  c: {block: conv, out: 8}\n  d: {block: conv, out: 8, if: 1}",
+    # an editor (YAML 1.2) reads `bias: yes` as this text; the loader refuses the unquoted word (YAML 1.1)
+    "yaml11_boolean": "  c: {block: conv, out: 8, bias: 'yes'}",
+    "yaml11_boolean_if": "  c: {block: conv, out: 8}\n  d: {block: conv, out: 8, if: 'off'}",
     "node_named_forward": "  forward: {block: conv, out: 8}",
     "node_named_input": "  input: {block: conv, out: 8}",
     "node_named_training": "  c: {block: conv, out: 8}\n  training: {block: act}",
