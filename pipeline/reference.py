@@ -210,7 +210,9 @@ def block_rows(blocks: dict[str, type] | None = None) -> list[tuple[str, str, li
 
 def preamble() -> str:
     choices = {label: " ".join(f"`{a}`" for a in get_args(tp)) for tp, label in NAMED_TYPES.items()}
-    return (f"An *activation* is one of {choices['activation']}; a *norm* is one of {choices['norm']}. "
+    return (f"An *activation* is one of {choices['activation']}, each PyTorch's layer with its default arguments "
+            "(`leaky_relu` is `nn.LeakyReLU()`, slope 0.01, as in timm; `prelu` one learnt slope starting at 0.25); "
+            f"a *norm* is one of {choices['norm']}. "
             "*int or [h, w]* is one size for every spatial dimension or one per dimension (`[length]` in 1-D, "
             "`[d, h, w]` in 3-D).")
 

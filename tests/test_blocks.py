@@ -95,3 +95,16 @@ def test_inception_concatenates_its_four_branches():
     parts = [block.branch1(x), block.branch2(x), block.branch3(x), block.branch4(x)]
     assert [p.shape[1] for p in parts] == [4, 8, 3, 5]
     assert torch.equal(model(x), torch.cat(parts, 1))
+
+
+def test_every_activation_is_pytorchs_layer_with_its_default_arguments():
+    """`leaky_relu` was LeakyReLU(0.1): a net written after timm's CSPNet had equal parameters and 0.2 off logits."""
+    from pipeline.blocks.base import ACTS
+
+    defaults = {"leaky_relu": torch.nn.LeakyReLU(), "elu": torch.nn.ELU(), "prelu": torch.nn.PReLU(),
+                "softplus": torch.nn.Softplus(), "relu6": torch.nn.ReLU6()}
+    x = torch.linspace(-8, 8, 101)
+    for name, reference in defaults.items():
+        layer = ACTS[name]()
+        assert type(layer) is type(reference), name
+        assert torch.equal(layer(x.clone()), reference(x.clone())), name

@@ -192,11 +192,12 @@ NORMS: dict[str, Callable[[int, int, float, int], nn.Module]] = {
 }
 
 # The one list of activation names: ActKind is made from it. In place where the layer allows it;
-# act_layer turns that off where the input must survive.
+# act_layer turns that off where the input must survive. Every layer has PyTorch's (and timm's)
+# default arguments: `leaky_relu` is nn.LeakyReLU()'s slope 0.01, as in timm's CSPNet and DLA.
 ACTS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "relu6": lambda: nn.ReLU6(inplace=True),
-    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(inplace=True),
     "elu": lambda: nn.ELU(inplace=True),
     "gelu": nn.GELU,
     "silu": lambda: nn.SiLU(inplace=True),
