@@ -232,3 +232,19 @@ def test_the_readme_examples_of_if_and_repeat_zero_do_what_the_text_says():
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         assert torch.allclose(model.d.eval()(x), model.d.conv(x) + x)  # the conv's output passed on
+
+
+def test_a_block_may_use_itself_when_a_condition_ends_it():
+    # a DLA-style tree: each level holds a smaller tree until `levels` runs out
+    spec = {"input": [4, 8, 8], "blocks": {"tree": {"params": {"levels": 1}, "nodes": {
+        "a": {"block": "conv", "out": 4},
+        "sub": {"block": "tree", "levels": "levels - 1", "if": "levels > 1"},
+        "b": {"block": "conv", "out": 4},
+        "sum": {"block": "add", "from": ["a", "b"]}}}},
+        "nodes": {"t": {"block": "tree", "levels": 3}}}
+    model = build_model(spec)
+    convs = sorted(n.rsplit(".", 2)[0] for n, _ in model.named_parameters() if n.endswith("conv.weight"))
+    assert convs == ["t.a", "t.b", "t.sub.a", "t.sub.b", "t.sub.sub.a", "t.sub.sub.b"]
+    assert plan_model(spec, ).params == plan_model({**spec, "nodes": {"t": {"block": "tree", "levels": 1}}}).params * 3
+    text = error({**spec, "nodes": {"t": {"block": "tree", "levels": 40}}})
+    assert "node 't.sub': block 'tree' uses itself more than 16 deep" in text

@@ -25,6 +25,7 @@ from .plans import GraphPlan, Measured, Planner, Shape
 from .values import INPUT_NAMES, Binding, Scope, resolve, type_hints
 
 COMPOSITE_KEYS = ("description", "params", "nodes", "output")
+MAX_RECURSION = 16  # nested uses of one composite block: a tree 16 levels deep is beyond any published net
 
 
 class PythonBlock:
@@ -94,8 +95,11 @@ class CompositeBlock:
 
     def plan(self, in_shapes: list[Shape], args: dict[str, Binding], ctx: Planner, node: str,
              loc: Loc | None) -> Measured[GraphPlan]:
-        if self.name in ctx.stack:
-            raise ArchError(f"block '{self.name}' uses itself (through {' -> '.join(ctx.stack)})", loc, node)
+        uses = [path for name, path in ctx.stack if name == self.name]
+        if len(uses) >= MAX_RECURSION:  # a block may use itself (DLA's trees) when a condition ends it
+            raise ArchError(f"block '{self.name}' uses itself more than {MAX_RECURSION} deep: nothing ends the "
+                            "recursion (give the node that uses it an 'if:' that turns false, or 'repeat: 0')",
+                            loc, uses[1] if len(uses) > 1 else node)
         scope = Scope(parent=ctx.file_scope)
         # the block's input, readable in its expressions (an SE block's `out: in_channels`)
         scope.bindings.update({"in_channels": Binding(in_shapes[0][0], scope, loc),
@@ -107,7 +111,7 @@ class CompositeBlock:
                 raise ArchError(f"block '{self.name}' needs argument '{name}'", loc, node)
             else:
                 scope.bindings[name] = Binding(default, scope, self.params.loc_of(name))
-        ctx.stack.append(self.name)
+        ctx.stack.append((self.name, node))
         try:
             sub = ctx.graph(self.spec["nodes"], in_shapes[0], scope, node + ".", self.spec)
         finally:

@@ -43,7 +43,7 @@ class Planning:
         self.nodes = 0
         # (block class, input shapes, arguments) -> (output shape, parameters, MACs): a repeated node is measured once
         self.measured: dict = {}
-        self.stack: list[str] = []  # composites being expanded, to catch recursion
+        self.stack: list[tuple[str, str]] = []  # (composite, node path) being expanded, to bound recursion
 
     def factory(self, name: str, loc: Loc | None, node: str) -> BlockFactory:
         if name in self.composites:

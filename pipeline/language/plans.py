@@ -37,7 +37,7 @@ class Planner(Protocol):
 
     device: str  # where blocks are constructed to be measured: 'meta', weightless
     file_scope: Scope  # the file's variables, which a composite block's body reads
-    stack: list[str]  # composite blocks being expanded, to catch recursion
+    stack: list[tuple[str, str]]  # (composite block, node path) being expanded, to bound recursion
     measured: dict  # measurements by (block class, input shapes, arguments): a repeated node is measured once
 
     def graph(self, nodes: LocDict, in_shape: Shape, scope: Scope, prefix: str, owner: LocDict) -> GraphPlan:
