@@ -117,11 +117,12 @@ class _Walker:
     def bytes_of(self, shape) -> int:
         return self.batch * math.prod(shape) * torch.empty((), dtype=self.dtype).element_size()
 
-    def graph(self, plan: GraphPlan, in_field: Field | None, in_name: str,
+    def graph(self, plan: GraphPlan, in_fields: list[Field | None], in_names: list[str],
               out: dict[str, NodeStats]) -> tuple[Field | None, str]:
-        """Walk one graph; returns the output's field and the name of the tensor it is."""
-        fields: dict[str, Field | None] = {"input": in_field}
-        names: dict[str, str] = {"input": in_name}  # node -> the tensor (name) holding its output
+        """Walk one graph from its inputs (several for a composite with named inputs); returns the
+        output's field and the name of the tensor it is."""
+        fields: dict[str, Field | None] = {"input": in_fields[0], **dict(zip(plan.inputs, in_fields))}
+        names: dict[str, str] = {"input": in_names[0], **dict(zip(plan.inputs, in_names))}  # node -> its tensor
         for node in plan.nodes:
             local = node.name.rsplit(".", 1)[-1]
             sources = [i if i == "input" else i.rsplit(".", 1)[-1] for i in node.inputs]
@@ -131,7 +132,7 @@ class _Walker:
             activation = 0
             for index, (shapes, arg) in enumerate(node.reps):
                 if isinstance(arg, GraphPlan):  # a composite block: walk its own graph
-                    f, name = self.graph(arg, current[0], tensors[0], out)
+                    f, name = self.graph(arg, current, tensors, out)
                     current, tensors = [f], [name]
                 else:
                     block_fields, inside, inputs_saved, output_saved = self.measure(node, shapes, arg)
@@ -180,7 +181,7 @@ def analyse(plan: ModelPlan, batch: int = 1, precision: str = "32", optimizer: s
     in_field = Field.unit(len(plan.in_shape) - 1) if len(plan.in_shape) > 1 else None
     walker.counted.add("input")  # the input batch is counted below, whoever saves it
     stats: dict[str, NodeStats] = {}
-    out_field, _ = walker.graph(plan, in_field, "input", stats)
+    out_field, _ = walker.graph(plan, [in_field], ["input"], stats)
     features = None
     for node in plan.nodes:  # the last field before the main path pools everything
         f = stats[node.name].field

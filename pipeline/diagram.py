@@ -105,10 +105,11 @@ class _Writer:
         self.indent -= 1
         self.emit("}")
 
-    def graph(self, plan: GraphPlan, entry: str, entry_shape, level: int) -> str:
-        """Draw one graph whose 'input' is the node ``entry``; returns the id of its output."""
-        ids: dict[str, str] = {"input": entry}
-        shapes: dict[str, tuple] = {"input": entry_shape}
+    def graph(self, plan: GraphPlan, entries: list[tuple[str, tuple]], level: int) -> str:
+        """Draw one graph whose inputs are the nodes ``entries`` (id, shape): its 'input' and, for a
+        composite with named inputs, those; returns the id of its output."""
+        ids: dict[str, str] = {"input": entries[0][0], **{n: e[0] for n, e in zip(plan.inputs, entries)}}
+        shapes: dict[str, tuple] = {"input": entries[0][1], **{n: e[1] for n, e in zip(plan.inputs, entries)}}
         for node in plan.nodes:
             local = node.name.rsplit(".", 1)[-1]
             sources = [(ids[s], shapes[s]) for s in (i if i == "input" else i.rsplit(".", 1)[-1]
@@ -153,9 +154,8 @@ class _Writer:
             if layers and all(map(_placeholder, layers)):  # nothing inside to draw (a dropout of rate 0)
                 return self.leaf(node, sources, aux)
         self.begin(label, "rounded,dashed" if aux else "rounded", AUX_FILL if aux else "#fafafa")
-        if module is None:  # a composite: its own graph, entered from the outer source
-            source, shape = sources[0]
-            out = self.graph(first, source, shape, level + 1)
+        if module is None:  # a composite: its own graph, entered from the outer sources
+            out = self.graph(first, sources, level + 1)
         else:
             out = self.traced(module, node.name, sources, aux, node.factory.merges)
             if out is None:  # forward not traceable (data-dependent control flow): the layers in order
@@ -270,7 +270,7 @@ def to_dot(plan: ModelPlan, expand: list[str] | tuple[str, ...] = (), depth: int
     w.emit(f'node [shape=box, style="rounded,filled", fillcolor={_quote(MAIN_FILL)}, fontname="Helvetica"];')
     w.emit('edge [fontname="Helvetica", fontsize=10];')
     w.box("input", f"input\n{_shape(plan.in_shape)}", fillcolor=GREY, shape="ellipse")
-    out = w.graph(plan, "input", plan.in_shape, 1)
+    out = w.graph(plan, [("input", plan.in_shape)], 1)
     w.box("output", f"output\n{_shape(plan.out_shape)}", fillcolor=GREY, shape="ellipse")
     w.edge(out, "output", plan.out_shape)
     legend = "dashed orange: auxiliary heads (training only); round green: merges; edges: output shape"

@@ -209,6 +209,10 @@ def generate(blocks: dict[str, type] | None = None) -> dict:
             "params": {"type": "object", "description": "parameter: default (null = required)",
                        "propertyNames": {"type": "string", "pattern": IDENTIFIER}},
             "nodes": {"$ref": "#/$defs/inner_nodes"},
+            "inputs": {"type": "array", "minItems": 2,
+                       "items": {"type": "string", "pattern": NAME.pattern},
+                       "description": "names of two or more inputs, read like nodes (the first is also 'input'); "
+                                      "a node using the block gives them in 'from: [a, b]', in this order"},
             "output": {"type": "string", "description": "the node whose output is the block's output"},
         },
         "additionalProperties": False,

@@ -114,3 +114,69 @@ def test_unknown_block_error_in_a_file(tmp_path):
     path.write_text("input: [3, 8, 8]\nnodes:\n  a: {block: attention, out: 4}\n")
     text = str(pytest.raises(ArchError, plan_model, str(path)).value)
     assert text.startswith(f"{path}:3:14: node 'a': unknown block 'attention'; blocks: act, ")
+
+
+ROOT_BLOCK = {"root": {"inputs": ["x", "skip"], "params": {"out": None}, "nodes": {
+    "cat": {"block": "concat", "from": ["x", "skip"]},
+    "conv": {"block": "conv", "out": "out", "kernel": 1},
+    "sum": {"block": "add", "from": ["conv", "skip"]}}}}
+TWO_INPUTS = {"input": [4, 8, 8], "blocks": ROOT_BLOCK, "nodes": {
+    "a": {"block": "conv", "out": 6}, "b": {"block": "conv", "out": 6, "dilation": 2, "from": "input"},
+    "r": {"block": "root", "out": 6, "from": ["a", "b"]}, "pool": "global_pool"}}
+
+
+def test_a_composite_block_takes_named_inputs():
+    model = build_model(TWO_INPUTS).eval()
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        a, b = model.a(x), model.b(x)
+        assert torch.allclose(model(x), (model.r.conv(torch.cat([a, b], 1)) + b).mean((2, 3)), atol=1e-6)
+    assert "r.conv.conv.weight" in model.state_dict()
+    from pipeline.analysis import analyse
+    from pipeline.diagram import to_dot
+
+    plan = plan_model(TWO_INPUTS)
+    assert analyse(plan).nodes["r"].field.size == (5, 5)  # the larger of a's 3 and b's dilated 5
+    text = to_dot(plan, expand=["r"])
+    assert '"a" -> "r.cat"' in text and '"b" -> "r.cat"' in text and '"b" -> "r.sum"' in text
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"nodes": {"r": {"block": "root", "out": 6, "from": ["a"]}}}, "block 'root' takes 2 inputs (x, skip), got 1"),
+    ({"nodes": {"r": {"block": "root", "out": 6}}}, "block 'root' takes 2 inputs (x, skip), got 1"),
+    ({"nodes": {"b": {"block": "conv", "out": 6, "from": "input", "if": False},
+                "r": {"block": "root", "out": 6, "from": ["a", "b"]}}},
+     "'from' reads 'b', which its 'if:' leaves out here, as the block's input 'skip'"),
+    ({"inputs": ["x"]}, "'inputs' must list two or more names"),
+    ({"inputs": ["x", "x"]}, "input 'x' is named twice"),
+    ({"inputs": ["x", "forward"]}, "input name 'forward' must be letters"),
+    ({"inputs": ["x", "cat"]}, "'cat' is both an input and a node"),
+])
+def test_named_inputs_that_cannot_work_say_why(change, expected):
+    spec = {**TWO_INPUTS, "blocks": {"root": {**ROOT_BLOCK["root"], **{k: v for k, v in change.items()
+                                                                       if k == "inputs"}}},
+            "nodes": {**TWO_INPUTS["nodes"], **change.get("nodes", {})}}
+    assert expected in str(pytest.raises(ArchError, plan_model, spec).value)
+
+
+def test_a_recursive_tree_with_a_root_of_named_inputs():
+    """Deep Layer Aggregation's shape: a tree holds a smaller tree, and its root joins the two halves."""
+    spec = {"input": [4, 8, 8], "blocks": {**ROOT_BLOCK, "tree": {"params": {"levels": 1}, "nodes": {
+        "left": {"block": "tree", "levels": "levels - 1", "if": "levels > 1"},
+        "leaf": {"block": "conv", "out": 4, "from": "input", "if": "levels == 1"},
+        "right": {"block": "conv", "out": 4, "from": "${'left' if levels > 1 else 'leaf'}"},
+        "join": {"block": "root", "out": 4, "from": ["right", "${'left' if levels > 1 else 'leaf'}"]}}}},
+        "nodes": {"t": {"block": "tree", "levels": 3}}}
+    names = [n for n, _ in build_model(spec).named_modules() if n.endswith(".join")]
+    assert names == ["t.left.left.join", "t.left.join", "t.join"]
+
+
+def test_the_readme_example_of_named_inputs_plans():
+    import re
+
+    import yaml
+
+    text = README[README.index("A composite block of several inputs names them"):]
+    doc = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    plan = plan_model({"input": [3, 16, 16], **doc})
+    assert [n.inputs for n in plan.nodes][-1] == ("a", "b") and plan.out_shape == (64, 16, 16)

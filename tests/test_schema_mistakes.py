@@ -63,6 +63,8 @@ MISTAKES = {  # id: the file's nodes (indented), or the whole file
     "defaults_aux": "input: [4, 16, 16]\ndefaults: {linear: {aux: 0.3}}\nnodes:\n  p: global_pool\n"
                     "  f: {block: linear, out: 4}",
     "defaults_block": "input: [4, 16, 16]\ndefaults: {conv: {block: linear}}\nnodes:\n  c: {block: conv, out: 8}",
+    "one_named_input": "input: [4, 16, 16]\nblocks:\n  root:\n    inputs: [x]\n    nodes: {c: {block: conv, out: 4}}\n"
+                       "nodes:\n  r: root",
     "defaults_if": "input: [4, 16, 16]\ndefaults: {conv: {if: false}}\nnodes:\n  c: {block: conv, out: 8}",
     "if_a_number": "  c: {block: conv, out: 8}\n  d: {block: conv, out: 8, if: 1}",
     # an editor (YAML 1.2) reads `bias: yes` as this text; the loader refuses the unquoted word (YAML 1.1)
@@ -93,6 +95,9 @@ ACCEPTED = {  # files the planner accepts, written the ways the schema must not 
     "conditions": "input: [4, 16, 16]\nvars: {se: false, act: relu}\nnodes:\n  c: {block: conv, out: 8, bias: 'act == \"relu\"'}\n"
                   "  s: {block: se, if: se}\n  d: {block: conv, out: in_channels * 2, act: \"${act if se else 'gelu'}\"}\n"
                   "  e: {block: conv, out: 8, if: true}\n  f: {block: add, from: [d, e]}",
+    "named_inputs": "input: [4, 16, 16]\nblocks:\n  root:\n    inputs: [x, skip]\n    nodes:\n"
+                    "      cat: {block: concat, from: [x, skip]}\nnodes:\n  a: {block: conv, out: 4}\n"
+                    "  r: {block: root, from: [a, input]}\n  s: {block: conv, out: 8, from: \"${'r' if true else 'a'}\"}",
     "boundaries": "input: [4, 16, 16]\nnodes:\n  c: {block: conv, out: 1, stride: 1, padding: 0, groups: 1}\n"
                   "  d: {block: dropout, p: 0}\n  r: {block: basic, out: 4, se: 64, dropout: 0.99, drop_path: 0}",
 }

@@ -27,7 +27,7 @@ def materialize_graph(plan: GraphPlan, top: ModelPlan | None = None) -> Graph:
         nodes.append((node.name.rsplit(".", 1)[-1], module, tuple(local), node.factory.merges))
     output = plan.output.rsplit(".", 1)[-1]
     if top is None:
-        return Graph(nodes, output)
+        return Graph(nodes, output, plan.inputs)
     return GraphNet(nodes, output, top.aux, top.in_shape, top.name, top.source)
 
 

@@ -21,10 +21,11 @@ from .build import materialize_graph
 from .document import _check_keys
 from .loader import LocDict
 from .macs import FlopCounter
+from .model import NAME, RESERVED
 from .plans import GraphPlan, Measured, Planner, Shape
 from .values import INPUT_NAMES, Binding, Scope, resolve, type_hints
 
-COMPOSITE_KEYS = ("description", "params", "nodes", "output")
+COMPOSITE_KEYS = ("description", "params", "inputs", "nodes", "output")
 MAX_RECURSION = 16  # nested uses of one composite block: a tree 16 levels deep is beyond any published net
 
 
@@ -32,7 +33,7 @@ class PythonBlock:
     """A block implemented in Python; its constructor's type hints are its argument schema."""
 
     def __init__(self, cls: type[Block]):
-        self.cls, self.merges = cls, cls.merges
+        self.cls, self.merges, self.inputs = cls, cls.merges, ()
         signature = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, in_shape
         hints = type_hints(cls.__init__)
         self.params = {p.name: (hints[p.name], p.default) for p in signature}
@@ -75,11 +76,11 @@ class PythonBlock:
 class CompositeBlock:
     """A block declared in the file's ``blocks:`` section: parameters plus a sub-graph."""
 
-    merges = False
-
     def __init__(self, name: str, spec: LocDict):
         self.name, self.spec = name, spec
         _check_keys(spec, COMPOSITE_KEYS, f"block '{name}'")
+        self.inputs = _input_names(name, spec)
+        self.merges = bool(self.inputs)  # `from: [a, b]` binds a to the first name, b to the second
         params = spec.get("params") or LocDict()
         if not isinstance(params, dict):
             raise ArchError(f"block '{name}': 'params' must be a mapping of name: default (null = required)",
@@ -113,13 +114,34 @@ class CompositeBlock:
                 scope.bindings[name] = Binding(default, scope, self.params.loc_of(name))
         ctx.stack.append((self.name, node))
         try:
-            sub = ctx.graph(self.spec["nodes"], in_shapes[0], scope, node + ".", self.spec)
+            sub = ctx.graph(self.spec["nodes"], in_shapes[0], scope, node + ".", self.spec,
+                            dict(zip(self.inputs, in_shapes)))
         finally:
             ctx.stack.pop()
         return Measured(sub, sub.out_shape, sub.params, sub.macs)
 
     def materialize(self, in_shapes: list[Shape], build: GraphPlan) -> nn.Module:
         return materialize_graph(build)
+
+
+def _input_names(name: str, spec: LocDict) -> tuple[str, ...]:
+    """A composite's ``inputs: [x, skip]``: two or more names for the inputs a node gives in ``from:``."""
+    if "inputs" not in spec:
+        return ()
+    raw, where = spec["inputs"], spec.loc_of("inputs")
+    if not isinstance(raw, list) or len(raw) < 2 or not all(isinstance(n, str) for n in raw):
+        raise ArchError(f"block '{name}': 'inputs' must list two or more names (a block of one input reads "
+                        "it as 'input')", where)
+    for index, item in enumerate(raw):
+        item_loc = raw.loc_of(index) if hasattr(raw, "loc_of") else where
+        if not NAME.match(item) or item in RESERVED:
+            raise ArchError(f"block '{name}': input name '{item}' must be letters, digits and _ and not a reserved "
+                            "name (input, forward, ...)", item_loc)
+        if item in raw[:index]:
+            raise ArchError(f"block '{name}': input '{item}' is named twice", item_loc)
+        if isinstance(spec.get("nodes"), dict) and item in spec["nodes"]:
+            raise ArchError(f"block '{name}': '{item}' is both an input and a node", item_loc)
+    return tuple(raw)
 
 
 @functools.cache

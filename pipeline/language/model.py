@@ -1,6 +1,7 @@
 """The runtime graph: an nn.Module that runs named nodes in order, keeping only live outputs."""
 from __future__ import annotations
 
+import re
 from typing import Iterable, NamedTuple, Sequence
 
 import torch
@@ -62,16 +63,18 @@ class Graph(nn.Module):
     (``conv1.conv.weight``, ``3a.branch2.0.conv.weight``) and stay stable when other nodes change.
     """
 
-    def __init__(self, nodes: list[tuple[str, nn.Module, tuple[str, ...], bool]], output: str):
+    def __init__(self, nodes: list[tuple[str, nn.Module, tuple[str, ...], bool]], output: str,
+                 input_names: tuple[str, ...] = ()):
         super().__init__()
         for name, module, _, _ in nodes:
             self.add_module(name, module)
         self._order = [(name, inputs, merges) for name, _, inputs, merges in nodes]
         self._output = output
+        self._input_names = input_names  # a composite of several inputs: forward takes their list
         self._steps = schedule(self._order, (output,))
 
-    def run(self, x: torch.Tensor, steps: tuple[Step, ...]) -> dict[str, torch.Tensor]:
-        values = {"input": x}
+    def run(self, x: torch.Tensor | list[torch.Tensor], steps: tuple[Step, ...]) -> dict[str, torch.Tensor]:
+        values = {"input": x[0], **dict(zip(self._input_names, x))} if self._input_names else {"input": x}
         for step in steps:
             module = self._modules[step.name]
             if step.merges:
@@ -82,7 +85,7 @@ class Graph(nn.Module):
                 del values[source]
         return values
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         return self.run(x, self._steps)[self._output]
 
 
@@ -165,3 +168,8 @@ class GraphNet(Graph):
         needed = {s.name for s in self._steps}
         nodes = [(n, self._modules[n], i, m) for n, i, m in self._order if n in needed]
         return GraphNet(nodes, self._output, {}, self.input_shape, self.arch_name, self.source).train(self.training)
+
+
+# what a node (or a composite's input) may be called: not a name the model object itself holds
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+RESERVED = {"input"} | {n for n in dir(GraphNet) if not n.startswith("_")} | set(GraphNet.INSTANCE_ATTRIBUTES)

@@ -9,7 +9,6 @@ merge drops it from its inputs (RepVGG's identity branch exists only where the s
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -19,14 +18,12 @@ from ..errors import ArchError, Loc
 from .expr import MAX_MAGNITUDE
 from .factories import python_block
 from .loader import LocDict, LocList
-from .model import GraphNet, needed_nodes
+from .model import NAME, RESERVED, needed_nodes
 from .names import suggest_block
 from .plans import BlockFactory, GraphPlan, NodePlan, Shape
 from .values import Binding, Scope, close_matches, describe, resolve
 
 NODE_KEYS = ("block", "from", "repeat", "aux", "if")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
-RESERVED = {"input"} | {n for n in dir(GraphNet) if not n.startswith("_")} | set(GraphNet.INSTANCE_ATTRIBUTES)
 MAX_PARAMS = 2_000_000_000  # ~8 GB of fp32 weights: beyond any net this tool is meant for
 MAX_NODES = 10_000  # nodes once repeats and composite blocks are expanded; the zoo's largest has < 100
 MAX_REPEAT = 10_000
@@ -53,8 +50,9 @@ class Planning:
         raise ArchError(f"unknown block '{name}'{suggest_block(name, list(BLOCKS) + list(self.composites))}",
                         loc, node)
 
-    def graph(self, nodes: LocDict, in_shape: Shape, scope: Scope, prefix: str, owner: LocDict) -> GraphPlan:
-        return plan_graph(nodes, in_shape, scope, self, prefix, owner)
+    def graph(self, nodes: LocDict, in_shape: Shape, scope: Scope, prefix: str, owner: LocDict,
+              inputs: dict[str, Shape] | None = None) -> GraphPlan:
+        return plan_graph(nodes, in_shape, scope, self, prefix, owner, inputs)
 
 
 @dataclass
@@ -74,12 +72,13 @@ class _Node:
 
 
 def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: Planning, prefix: str = "",
-               owner: LocDict | None = None) -> GraphPlan:
+               owner: LocDict | None = None, inputs: dict[str, Shape] | None = None) -> GraphPlan:
     """Resolve and shape-check every node of one graph (the model, or a composite's body): in file
-    order, each node is validated, expanded into its copies, and each copy measured."""
+    order, each node is validated, expanded into its copies, and each copy measured. ``inputs``: a
+    composite's named inputs (the first is also ``input``), read like nodes."""
     if not isinstance(nodes, dict):
         raise ArchError("'nodes' must be a mapping of node name to node", getattr(nodes, "loc", None))
-    shapes: dict[str, Shape] = {"input": in_shape}
+    shapes: dict[str, Shape] = {"input": in_shape, **(inputs or {})}
     plans: list[NodePlan] = []
     left_out: dict[str, list[str]] = {}  # nodes whose `if:` is false -> the names their `from:` reads
     previous = "input"
@@ -97,7 +96,7 @@ def plan_graph(nodes: LocDict, in_shape: Shape, scope: Scope, ctx: Planning, pre
             previous = node.name
     output = _output(owner, nodes, shapes, plans, prefix, left_out)
     _check_all_used(plans, nodes, output, prefix, left_out)
-    return GraphPlan(plans, prefix + output, in_shape, shapes[output])
+    return GraphPlan(plans, prefix + output, in_shape, shapes[output], tuple(inputs or ()))
 
 
 def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, scope: Scope, ctx: Planning,
@@ -122,9 +121,12 @@ def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, 
     block = resolve(spec["block"], str, scope, spec.loc_of("block"), "'block'")
     factory = ctx.factory(block, spec.loc_of("block"), path)
     keep = "if" not in spec or resolve(spec["if"], bool, scope, spec.loc_of("if"), "'if' (the condition for this node)")
-    reads = _reads(spec, shapes, left_out, previous, path)
+    reads = _reads(spec, shapes, left_out, previous, path, scope)
     if len(reads) > 1 and not factory.merges:
         raise ArchError(f"block '{block}' takes one input, got {len(reads)} in 'from'", spec.loc_of("from"), path)
+    if factory.inputs and len(reads) != len(factory.inputs):
+        raise ArchError(f"block '{block}' takes {len(factory.inputs)} inputs ({', '.join(factory.inputs)}), got "
+                        f"{len(reads)} in 'from'", spec.loc_of("from") if "from" in spec else loc, path)
     aux = None
     if "aux" in spec:
         if prefix:
@@ -145,7 +147,7 @@ def _validate(key: Any, spec: Any, nodes: LocDict, shapes: dict, previous: str, 
             raise ArchError(f"block '{block}' needs argument '{missing[0]}'", loc, path)
         left_out[name] = reads
         return None
-    inputs = _kept_inputs(reads, spec, left_out, factory.merges, path)
+    inputs = _kept_inputs(reads, spec, left_out, factory, path)
     return _Node(name, path, loc, spec, block, factory, inputs, aux, repeat, args)
 
 
@@ -190,9 +192,10 @@ def _measure(node: _Node, copies: Iterator[tuple[str, dict[str, Binding]]], in_s
                     node.aux)
 
 
-def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous: str, path: str) -> list[str]:
+def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous: str, path: str,
+           scope: Scope) -> list[str]:
     """The nodes this one reads as written: ``from:`` checked against the nodes before it (kept or left
-    out), or the previous node."""
+    out), or the previous node. An entry may be ``$name`` or ``${...}``: a node chosen by a variable."""
     if "from" not in spec:
         return [previous]
     raw = spec["from"]
@@ -201,8 +204,8 @@ def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous
         raise ArchError("'from' must be a node name or a list of node names", spec.loc_of("from"), path)
     names = []
     for index, item in enumerate(items):
-        name = str(item)
         where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+        name = resolve(item, str, scope, where, "'from'") if isinstance(item, str) and "$" in item else str(item)
         if name not in shapes and name not in left_out:
             if name == path.rsplit(".", 1)[-1]:
                 raise ArchError("'from' refers to the node itself: the graph must be acyclic", where, path)
@@ -213,11 +216,17 @@ def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous
     return names
 
 
-def _kept_inputs(reads: list[str], spec: LocDict, left_out: dict[str, list[str]], merges: bool,
+def _kept_inputs(reads: list[str], spec: LocDict, left_out: dict[str, list[str]], factory: BlockFactory,
                  path: str) -> list[str]:
-    """The inputs of a node kept: a merge drops those left out by their `if:`; a one-input node cannot."""
+    """The inputs of a node kept: a merge drops those left out by their `if:`; a one-input node, or a
+    composite's named input, cannot."""
     for index, name in enumerate(reads):
-        if name in left_out and not merges:
+        if name in left_out and factory.inputs:
+            raw = spec.get("from")
+            where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+            raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here, as the block's input "
+                            f"'{factory.inputs[index]}': a named input cannot be dropped", where, path)
+        if name in left_out and not factory.merges:
             raw = spec.get("from")
             where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
             raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here; only a merge (add, concat, mul) "

@@ -49,6 +49,7 @@ class BlockFactory(Protocol[B]):
     """A block type as planning and building see it: a Python block class, or a composite in YAML."""
 
     merges: bool  # takes a list of inputs (concat, add) instead of one
+    inputs: tuple[str, ...]  # the names of a fixed number of inputs (a composite's `inputs:`); () for any number
     params: Mapping[str, Any]  # the arguments a node may give it, by name
     required: tuple[str, ...]  # those a node must give it
 
@@ -85,6 +86,7 @@ class GraphPlan:
     output: str
     in_shape: Shape
     out_shape: Shape
+    inputs: tuple[str, ...] = ()  # a composite's named inputs (`input` is the first), read as nodes
 
     @property
     def params(self) -> int:
