@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .base import ImageDataModule, to_chw_uint8
 from .decode import MAX_PIXELS, BadImage, decode, read_header
+from pipeline.errors import close_matches
+
 from .errors import DataError
 from .balance import BalancedSampler
 from .memory import TensorSplit, passthrough, stack_resized, tensor_preset
@@ -63,6 +65,15 @@ def check_file(path: Path, channels: int, max_pixels: int = MAX_PIXELS) -> str |
     except BadImage as err:
         return err.reason
     return None
+
+
+def _hint(name: str, classes: list[str]) -> str:
+    """' (did you mean 'x'?)' for a near name (case first: val/Cat for train/cat), else ''."""
+    same = [c for c in classes if c.lower() == name.lower()]
+    if same:
+        return f" (did you mean '{same[0]}'?)"
+    hint = close_matches(name, classes)
+    return hint if hint.startswith(" (did") else ""
 
 
 class FolderDataset(Dataset):
@@ -159,6 +170,8 @@ class ImageFolderDataModule(ImageDataModule):
         if not self._classes:
             raise DataError(f"{self.root}: no class folders (expected {self.root}/<class>/* or "
                             f"{self.root}/train/<class>/*)")
+        if self.split_on_disk and (self.root / "val").is_dir():
+            self._check_val_classes(self.root / "val")
         self._classes = self._without_empty(self.root / "train" if self.split_on_disk else self.root, verify, skip_bad)
         if len(self._classes) < 2:
             raise DataError(f"{self.root}: {len(self._classes)} class folder(s) with images "
@@ -175,6 +188,14 @@ class ImageFolderDataModule(ImageDataModule):
         self.skipped = 0
         self.mean, self.std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
         self.save_hyperparameters()
+
+    def _check_val_classes(self, val: Path) -> None:
+        """A val/ class folder that is no training class would be dropped unseen: an error naming them."""
+        unknown = [p.name for p in class_folders(val) if p.name not in self._classes]
+        if unknown:
+            named = ", ".join(f"'{n}'" + _hint(n, self._classes) for n in unknown)
+            raise DataError(f"{val}: class folder(s) not in {self.root / 'train'}: {named}; every validation class "
+                            f"must be a training class (rename or remove them; classes: {', '.join(self._classes)})")
 
     def _without_empty(self, split: Path, verify: bool, skip_bad: bool) -> list[str]:
         """An empty class folder would silently be a class no sample has: an error, unless verify

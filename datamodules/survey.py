@@ -43,6 +43,10 @@ class Survey:
             out.append(f"imbalanced classes in train: '{self.classes[large]}' has {train[large]} images, "
                        f"'{self.classes[small]}' {train[small]} ({train[large] / max(train[small], 1):.0f}x); "
                        "consider --data.balance sampler")
+        val = self.counts.get("val", [])
+        if val and sum(val) and min(val) == 0:
+            missing = [c for c, n in zip(self.classes, val) if n == 0]
+            out.append(f"training classes with no validation images: {', '.join(missing)}")
         if self.unreadable:
             out.append(f"{self.unreadable} file(s) with unreadable headers (see --data.verify true)")
         return out
