@@ -224,7 +224,7 @@ def test_an_interrupted_optimize_is_refused_for_training_then_finished_by_runnin
 
 
 def test_optimize_stops_at_a_bad_file_or_skips_and_lists_it(tmp_path):
-    root = make_digit_folder(tmp_path / "digits", train=10, val=4, size=16)
+    root = make_digit_folder(tmp_path / "digits", train=40, val=4, size=16)
     broken = next((root / "train").rglob("*.png"))
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
     stopped = run_cli("data", "optimize", "--root", str(root), "--out", str(tmp_path / "out"))
@@ -235,7 +235,7 @@ def test_optimize_stops_at_a_bad_file_or_skips_and_lists_it(tmp_path):
     assert skipped.returncode == 0, skipped.stderr[-2000:]
     assert f"skipped {broken}" in skipped.stderr
     manifest = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    assert manifest["splits"]["train"] == 9
+    assert manifest["splits"]["train"] == 39
     assert manifest["skipped"] == [[str(broken), "not an image (cannot identify the format)"]]
 
 
