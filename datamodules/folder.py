@@ -110,7 +110,7 @@ def collate(samples, stack: bool = True):
 
 class ImageFolderDataModule(ImageDataModule):
     """Images in ``root/train/<class>/*`` and ``root/val/<class>/*`` (ImageNet layout), or in
-    ``root/<class>/*`` split by a seeded ``val_fraction``.
+    ``root/<class>/*`` (or ``root/train/<class>/*`` alone) split by a seeded ``val_fraction``.
 
     Args:
         root: the dataset folder.
@@ -118,7 +118,7 @@ class ImageFolderDataModule(ImageDataModule):
             declared input (through the CLI; 224 when used from Python without one).
         channels: 1 (grey) or 3 (RGB); every file is converted to it; default: the architecture's
             (through the CLI; 3 from Python).
-        val_fraction: held-out share when there is no train/val split on disk.
+        val_fraction: held-out share when there is no val/ folder on disk.
         batch_size: samples per batch.
         num_workers: loader worker processes; ``auto``: none when the split is held as one tensor
             (nothing per sample to parallelise), else one per CPU core but one, at most 8.
@@ -232,14 +232,22 @@ class ImageFolderDataModule(ImageDataModule):
             if problems:
                 lines = "\n".join(f"{path}: {reason}" for path, reason in problems)
                 raise DataError(f"{len(problems)} bad file(s) in {self.root} (verify):\n{lines}")
+        notes: list[str] = []  # what the folder holds that is not read, for the data table's warnings
         if self.split_on_disk:
+            beside = [p.name for p in class_folders(self.root) if p.name not in ("train", "val")]
+            if beside:
+                notes.append(f"ignored folder(s) in {self.root} (neither train/ nor val/): {', '.join(beside)}")
+        if self.split_on_disk and (self.root / "val").is_dir():
             self.items["train"] = list_images(self.root / "train", self._classes)
             self.items["val"] = list_images(self.root / "val", self._classes)
-        else:
-            items = list_images(self.root, self._classes)
+        else:  # one folder of classes, or train/ alone (Kaggle's train/ + test/): a seeded share is validation
+            items = list_images(self.root / "train" if self.split_on_disk else self.root, self._classes)
             order = np.random.default_rng(self.seed).permutation(len(items))
             cut = int(round(len(items) * self.val_fraction))
             self.items["val"] = [items[i] for i in sorted(order[:cut])]
+            if self.split_on_disk:
+                notes.append(f"no {self.root / 'val'}: validation is a seeded val_fraction={self.val_fraction:g} "
+                             f"of train/ ({cut} images)")
             self.items["train"] = [items[i] for i in sorted(order[cut:])]
         if not self.items["train"]:
             raise DataError(f"{self.root}: no training images found")
@@ -248,7 +256,7 @@ class ImageFolderDataModule(ImageDataModule):
             if not files:
                 raise DataError(f"{self.predict_root}: no image files to predict")
             self.items["predict"] = [(p, i) for i, p in enumerate(files)]
-        self.survey = survey(self.items, self._classes)
+        self.survey = survey(self.items, self._classes, notes)
         if self.show_table and (self.trainer is None or self.trainer.is_global_zero):
             print(table(self.survey, self.channels, self.image_size))
         # every pipeline ends at the net's size, checked here on the data's own sizes, not at batch 1

@@ -62,7 +62,7 @@ def survey_from_json(data: dict[str, Any]) -> Survey:
 
     return Survey(list(data["classes"]), {k: list(v) for k, v in data["counts"].items()},
                   [tuple(hw) for hw in data["sizes"]], Counter(data["modes"]), int(data["unreadable"]),
-                  bool(data["sampled"]))
+                  bool(data["sampled"]), list(data.get("notes", [])))
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

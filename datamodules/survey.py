@@ -26,6 +26,7 @@ class Survey:
     modes: Counter = field(default_factory=Counter)
     unreadable: int = 0
     sampled: bool = False
+    notes: list[str] = field(default_factory=list)  # what the folder held that was not read (ignored files, ...)
 
     def size_range(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
         """(min, median, max) as (height, width), ordered by area."""
@@ -49,11 +50,11 @@ class Survey:
             out.append(f"training classes with no validation images: {', '.join(missing)}")
         if self.unreadable:
             out.append(f"{self.unreadable} file(s) with unreadable headers (see --data.verify true)")
-        return out
+        return out + self.notes
 
 
-def survey(items: dict[str, list[tuple[Path, int]]], classes: list[str]) -> Survey:
-    result = Survey(list(classes))
+def survey(items: dict[str, list[tuple[Path, int]]], classes: list[str], notes: list[str] = ()) -> Survey:
+    result = Survey(list(classes), notes=list(notes))
     for split, split_items in items.items():
         if split == "predict":
             continue

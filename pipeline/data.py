@@ -23,7 +23,7 @@ def data(argv: list[str]) -> int:
     optimize.add_argument("--out", required=True, help="an empty or new folder; a finished one is left as it is")
     optimize.add_argument("--workers", type=int, default=1, help="processes that check and write files (default 1)")
     optimize.add_argument("--val-fraction", type=float, default=0.1,
-                          help="held-out share when the folder has no train/val split (as the folder module's)")
+                          help="held-out share when the folder has no val/ (as the folder module's)")
     optimize.add_argument("--seed", type=int, default=0, help="seed of that split (as the folder module's)")
     optimize.add_argument("--skip-bad", action="store_true",
                           help="leave out (and list) files that do not decode instead of stopping")

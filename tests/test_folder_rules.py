@@ -45,3 +45,14 @@ def test_a_training_class_with_no_val_images_is_a_table_warning(tmp_path):
     dm = module(tmp_path)
     dm.setup("fit")
     assert "warning: training classes with no validation images: c" in table(dm.survey, 3, 8)
+
+
+def test_train_without_val_is_split_by_val_fraction_and_other_folders_are_named(tmp_path):
+    images(tmp_path / "train", {"a": 10, "b": 10})
+    images(tmp_path / "test", {"x": 2})  # Kaggle's layout: unlabelled test images
+    one, two = module(tmp_path, val_fraction=0.25, seed=3), module(tmp_path, val_fraction=0.25, seed=3)
+    one.setup("fit"), two.setup("fit")
+    assert len(one.items["val"]) == 5 and len(one.items["train"]) == 15 and one.items["val"] == two.items["val"]
+    text = table(one.survey, 3, 8)
+    assert f"warning: no {tmp_path / 'val'}: validation is a seeded val_fraction=0.25 of train/ (5 images)" in text
+    assert f"warning: ignored folder(s) in {tmp_path} (neither train/ nor val/): test" in text
