@@ -25,29 +25,59 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def hidden(name: str) -> bool:
+    """Names no folder is read under: hidden ones (.ipynb_checkpoints, .DS_Store) and macOS zip debris."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p.name))
 
 
-def list_images(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(images, other files) under ``folder``, recursively and sorted. torchvision ImageFolder's rule: a
+    sample is a file with an image extension (EXTENSIONS); the others (Thumbs.db, notes.txt) are not
+    read. Nothing below a hidden name is looked at."""
+    images, others = [], []
+    for path in sorted(folder.rglob("*")):
+        if any(hidden(part) for part in path.relative_to(folder).parts) or not path.is_file():
+            continue
+        (images if path.suffix.lower() in EXTENSIONS else others).append(path)
+    return images, others
+
+
+def list_images(root: Path, classes: list[str], ignored: list[Path] | None = None) -> list[tuple[Path, int]]:
+    """(path, class index) of every image of ``classes`` under ``root``; other files go to ``ignored``."""
     items = []
     for index, name in enumerate(classes):
         folder = root / name
         if folder.is_dir():
-            items += [(p, index) for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+            found, others = image_files(folder)
+            items += [(p, index) for p in found]
+            if ignored is not None:
+                ignored += others
     return items
+
+
+def ignored_note(ignored: list[Path], root: Path) -> list[str]:
+    """The data table's line for the files a listing left out ([] when none)."""
+    if not ignored:
+        return []
+    example = ignored[0].relative_to(root) if ignored[0].is_relative_to(root) else ignored[0]
+    return [f"ignored {len(ignored)} non-image file(s) (e.g. {example}); samples are files with an image "
+            f"extension ({', '.join(sorted(EXTENSIONS))})"]
 
 
 def verify_image_folder(root: str | Path, channels: int = 3, max_pixels: int = MAX_PIXELS) -> list[tuple[str, str]]:
     """Every offending path under ``root`` with the reason: undecodable or truncated images,
-    images over ``max_pixels``, non-image files, zero-byte files, unreadable files and empty class
-    folders."""
+    images over ``max_pixels``, zero-byte files, unreadable files and class folders with no image
+    files. Only files with an image extension are samples (and checked); others are not read."""
     root = Path(root)
     problems: list[tuple[str, str]] = []
     splits = [root / s for s in ("train", "val") if (root / s).is_dir()] or [root]
     for split in splits:
         for folder in class_folders(split):
-            files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+            files = image_files(folder)[0]
             if not files:
                 problems.append((str(folder), "empty class folder"))
             for path in files:
@@ -200,8 +230,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _without_empty(self, split: Path, verify: bool, skip_bad: bool) -> list[str]:
         """An empty class folder would silently be a class no sample has: an error, unless verify
         lists it with the other bad files (in setup) or skip_bad leaves it out (with a warning)."""
-        empty = [name for name in self._classes if not any(
-            p.is_file() and not p.name.startswith(".") for p in (split / name).rglob("*"))]
+        empty = [name for name in self._classes if not image_files(split / name)[0]]
         if not empty or verify:
             return self._classes
         if not skip_bad:
@@ -237,11 +266,12 @@ class ImageFolderDataModule(ImageDataModule):
             beside = [p.name for p in class_folders(self.root) if p.name not in ("train", "val")]
             if beside:
                 notes.append(f"ignored folder(s) in {self.root} (neither train/ nor val/): {', '.join(beside)}")
+        ignored: list[Path] = []
         if self.split_on_disk and (self.root / "val").is_dir():
-            self.items["train"] = list_images(self.root / "train", self._classes)
-            self.items["val"] = list_images(self.root / "val", self._classes)
+            self.items["train"] = list_images(self.root / "train", self._classes, ignored)
+            self.items["val"] = list_images(self.root / "val", self._classes, ignored)
         else:  # one folder of classes, or train/ alone (Kaggle's train/ + test/): a seeded share is validation
-            items = list_images(self.root / "train" if self.split_on_disk else self.root, self._classes)
+            items = list_images(self.root / "train" if self.split_on_disk else self.root, self._classes, ignored)
             order = np.random.default_rng(self.seed).permutation(len(items))
             cut = int(round(len(items) * self.val_fraction))
             self.items["val"] = [items[i] for i in sorted(order[:cut])]
@@ -252,10 +282,12 @@ class ImageFolderDataModule(ImageDataModule):
         if not self.items["train"]:
             raise DataError(f"{self.root}: no training images found")
         if self.predict_root is not None:  # labels are the file indices: predictions carry them
-            files = sorted(p for p in self.predict_root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+            files, others = image_files(self.predict_root)
             if not files:
                 raise DataError(f"{self.predict_root}: no image files to predict")
             self.items["predict"] = [(p, i) for i, p in enumerate(files)]
+            notes += ignored_note(others, self.predict_root)
+        notes += ignored_note(ignored, self.root)
         self.survey = survey(self.items, self._classes, notes)
         if self.show_table and (self.trainer is None or self.trainer.is_global_zero):
             print(table(self.survey, self.channels, self.image_size))

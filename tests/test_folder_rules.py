@@ -56,3 +56,43 @@ def test_train_without_val_is_split_by_val_fraction_and_other_folders_are_named(
     text = table(one.survey, 3, 8)
     assert f"warning: no {tmp_path / 'val'}: validation is a seeded val_fraction=0.25 of train/ (5 images)" in text
     assert f"warning: ignored folder(s) in {tmp_path} (neither train/ nor val/): test" in text
+
+
+def test_only_files_with_an_image_extension_are_samples_everywhere_and_the_rest_are_counted(tmp_path):
+    from datamodules import verify_image_folder
+
+    root = images(tmp_path / "data", {"a": 3, "b": 3, "c": 0})
+    for junk in ("a/Thumbs.db", "a/desktop.ini", "b/notes.txt"):
+        (root / junk).write_text("not an image")
+    (root / "b" / "noext").write_bytes((root / "b" / "0.png").read_bytes())  # a PNG without extension
+    (root / "c").mkdir()
+    (root / "c" / "Thumbs.db").write_text("x")  # a class of junk only: an empty class folder
+    assert verify_image_folder(root) == [(str(root / "c"), "empty class folder")]
+    with pytest.raises(DataError, match=r"data/c: empty class folder"):
+        module(root)
+    (root / "c" / "Thumbs.db").unlink(), (root / "c").rmdir()
+    dm = module(root, val_fraction=0.0, verify=True)
+    dm.setup("fit")
+    assert sorted(p.name for p, _ in dm.items["train"]) == ["0.png", "0.png", "1.png", "1.png", "2.png", "2.png"]
+    assert "warning: ignored 4 non-image file(s) (e.g. a/Thumbs.db)" in table(dm.survey, 3, 8)
+    new = images(tmp_path / "new", {"x": 2})
+    (new / "x" / "Thumbs.db").write_text("x")
+    dm = module(root, val_fraction=0.0, predict_root=str(new))
+    dm.setup("predict")
+    assert len(dm.items["predict"]) == 2 and "ignored 1 non-image file(s) (e.g. x/Thumbs.db)" in table(dm.survey, 3, 8)
+
+
+def test_hidden_folders_and_macos_debris_below_a_class_are_not_read(tmp_path):
+    from datamodules import verify_image_folder
+
+    root = images(tmp_path / "data", {"a": 2, "b": 2})
+    png(root / "a" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    png(root / "a" / "__MACOSX" / "._0.png")
+    png(root / "__MACOSX" / "a" / "._0.png")  # not a class
+    (root / "b" / ".cache").mkdir()
+    (root / "b" / ".cache" / "broken.png").write_bytes(b"junk")
+    dm = module(root, val_fraction=0.0)
+    assert dm.class_names == ["a", "b"]
+    dm.setup("fit")
+    assert [str(p.relative_to(root)) for p, _ in dm.items["train"]] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
+    assert verify_image_folder(root) == []
