@@ -160,7 +160,7 @@ class ImageFolderDataModule(ImageDataModule):
             64 px, ``imagenet`` from 64 px. Checked before training: it must end at image_size.
         eval_transforms: the same for validation/test; ``auto``: a plain resize below 64 px (the
             training scale), shorter side to image_size/0.875 and a centre crop from 64 px.
-        verify: scan every file before training and stop with a list of the bad ones.
+        verify: scan every file (predict_root's too) before training and stop with a list of the bad ones.
         skip_bad: skip (and count) files that fail to decode during training instead of stopping.
         cache_bytes: decode everything once and keep it in memory (uint8) if it fits this budget.
         mixup: timm Mixup alpha (0 = off).
@@ -258,9 +258,13 @@ class ImageFolderDataModule(ImageDataModule):
             return
         if self.verify:
             problems = verify_image_folder(self.root, self.channels, self.max_pixels)
+            if self.predict_root is not None:  # predict's bad files point here too ("verify=true to list them")
+                problems += [(str(p), reason) for p in image_files(self.predict_root)[0]
+                             if (reason := check_file(p, self.channels, self.max_pixels))]
             if problems:
                 lines = "\n".join(f"{path}: {reason}" for path, reason in problems)
-                raise DataError(f"{len(problems)} bad file(s) in {self.root} (verify):\n{lines}")
+                where = f"{self.root}" + (f" and {self.predict_root}" if self.predict_root is not None else "")
+                raise DataError(f"{len(problems)} bad file(s) in {where} (verify):\n{lines}")
         notes: list[str] = []  # what the folder holds that is not read, for the data table's warnings
         if self.split_on_disk:
             beside = [p.name for p in class_folders(self.root) if p.name not in ("train", "val")]

@@ -96,3 +96,13 @@ def test_hidden_folders_and_macos_debris_below_a_class_are_not_read(tmp_path):
     dm.setup("fit")
     assert [str(p.relative_to(root)) for p, _ in dm.items["train"]] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
     assert verify_image_folder(root) == []
+
+
+def test_verify_also_lists_the_bad_files_under_predict_root(tmp_path):
+    root = images(tmp_path / "data", {"a": 2, "b": 2})
+    new = images(tmp_path / "new", {"x": 2})
+    (new / "x" / "broken.png").write_bytes(b"junk")
+    dm = module(root, val_fraction=0.0, predict_root=str(new), verify=True)
+    with pytest.raises(DataError) as err:
+        dm.setup("predict")
+    assert str(err.value).splitlines()[1:] == [f"{new / 'x' / 'broken.png'}: not an image (cannot identify the format)"]
