@@ -124,7 +124,16 @@ def decode_bytes(data: bytes | memoryview, name: str, channels: int, max_pixels:
     return _decode(data, name, header, channels, max_pixels)
 
 
+# PNG and PGM/PPM open 16-bit grey as PIL's "I" (32-bit) mode; elsewhere (TIFF) "I" is 32-bit data
+SIXTEEN_BIT_AS_I = {"PNG", "PPM"}
+
+
 def _decode(source: Path | bytes, name: str | Path, header: Header, channels: int, max_pixels: int) -> np.ndarray:
+    # 32-bit pixels have no one scaling to 8 bits (OpenCV and PIL turn float TIFFs black): refused
+    if header.mode == "F":
+        raise BadImage(name, "32-bit float pixels are not supported: convert to 8 or 16 bit")
+    if header.mode == "I" and header.format not in SIXTEEN_BIT_AS_I:
+        raise BadImage(name, "32-bit integer pixels are not supported: convert to 8 or 16 bit")
     try:
         data = source.read_bytes() if isinstance(source, Path) else source
         array = _decode_cv2(data, name, channels)

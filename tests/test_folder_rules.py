@@ -106,3 +106,15 @@ def test_verify_also_lists_the_bad_files_under_predict_root(tmp_path):
     with pytest.raises(DataError) as err:
         dm.setup("predict")
     assert str(err.value).splitlines()[1:] == [f"{new / 'x' / 'broken.png'}: not an image (cannot identify the format)"]
+
+
+@pytest.mark.parametrize("array, words", [(np.full((6, 6), 0.5, np.float32), "32-bit float pixels"),
+                                          (np.full((6, 6), 70000, np.int32), "32-bit integer pixels")])
+def test_32_bit_tiffs_are_bad_files_with_the_reason(tmp_path, array, words):
+    from datamodules.decode import BadImage, decode
+
+    Image.fromarray(array).save(tmp_path / "x.tif")
+    with pytest.raises(BadImage, match=f"x.tif: {words} are not supported: convert to 8 or 16 bit"):
+        decode(tmp_path / "x.tif", 3)
+    Image.fromarray(np.full((6, 6), 1000, np.uint16)).save(tmp_path / "g16.pgm")  # 16-bit PGM opens as mode I
+    assert decode(tmp_path / "g16.pgm", 1).max() == 1000 >> 8
