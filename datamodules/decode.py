@@ -37,6 +37,11 @@ class BadImage(DataError):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
 
+    def sample_message(self) -> str:
+        """What a loader reports for a sample it cannot use: ``PATH: cannot decode image (reason)``,
+        the reason's own "cannot decode:" not repeated."""
+        return f"{self.path}: cannot decode image ({self.reason.removeprefix('cannot decode: ')})"
+
 
 class Header(NamedTuple):
     width: int

@@ -124,7 +124,7 @@ class FolderDataset(Dataset):
         try:
             image = self.cache[index] if index in self.cache else decode(path, self.channels, self.max_pixels)
         except BadImage as err:
-            return None, label, f"{path}: cannot decode image ({err.reason})"
+            return None, label, err.sample_message()
         return to_chw_uint8(self.transform(image=image)["image"]), label, None
 
 

@@ -62,7 +62,7 @@ class ChunkImages(StreamingDataset):
         try:
             image = decode_bytes(data, f"{self._place(index)} ({name})", self.channels, self.max_pixels)
         except BadImage as err:
-            return None, label, f"{err.path}: cannot decode image ({err.reason})"
+            return None, label, err.sample_message()
         # the sample's own seed, as the folder module's: the same augmentation whatever the order
         seed_sample((position, self.seed, self.current_epoch) if self.train else position, self.augment)
         return to_chw_uint8(self.augment(image=image)["image"]), label, None

@@ -118,3 +118,15 @@ def test_32_bit_tiffs_are_bad_files_with_the_reason(tmp_path, array, words):
         decode(tmp_path / "x.tif", 3)
     Image.fromarray(np.full((6, 6), 1000, np.uint16)).save(tmp_path / "g16.pgm")  # 16-bit PGM opens as mode I
     assert decode(tmp_path / "g16.pgm", 1).max() == 1000 >> 8
+
+
+def test_a_truncated_image_is_reported_as_one_phrase(tmp_path):
+    from datamodules.folder import FolderDataset
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(tmp_path / "src.png")
+    data = (tmp_path / "src.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "e.png").write_bytes(b"")
+    dataset = FolderDataset([(tmp_path / "t.png", 0), (tmp_path / "e.png", 0)], lambda image: {"image": image}, 3)
+    assert dataset[0][2].startswith(f"{tmp_path / 't.png'}: cannot decode image (OSError: ")
+    assert dataset[1][2] == f"{tmp_path / 'e.png'}: cannot decode image (empty file (0 bytes))"
