@@ -26,8 +26,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def hidden(name: str) -> bool:
-    """Names no folder is read under: hidden ones (.ipynb_checkpoints, .DS_Store) and macOS zip debris."""
-    return name.startswith(".") or name == "__MACOSX"
+    """Names no folder is read under: hidden ones (.ipynb_checkpoints, .DS_Store), macOS zip debris and
+    a Synology NAS's thumbnail folders."""
+    return name.startswith(".") or name in ("__MACOSX", "@eaDir")
 
 
 def class_folders(root: Path) -> list[Path]:

@@ -89,6 +89,7 @@ def test_hidden_folders_and_macos_debris_below_a_class_are_not_read(tmp_path):
     png(root / "a" / ".ipynb_checkpoints" / "0-checkpoint.png")
     png(root / "a" / "__MACOSX" / "._0.png")
     png(root / "__MACOSX" / "a" / "._0.png")  # not a class
+    png(root / "b" / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.jpg")  # a Synology NAS's thumbnails
     (root / "b" / ".cache").mkdir()
     (root / "b" / ".cache" / "broken.png").write_bytes(b"junk")
     dm = module(root, val_fraction=0.0)
