@@ -1,6 +1,8 @@
 """Your own images: an ImageNet-style folder, robust to the bad files real folders contain."""
 from __future__ import annotations
 
+import os
+
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +40,23 @@ def class_folders(root: Path) -> list[Path]:
 def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
     """(images, other files) under ``folder``, recursively and sorted. torchvision ImageFolder's rule: a
     sample is a file with an image extension (EXTENSIONS); the others (Thumbs.db, notes.txt) are not
-    read. Nothing below a hidden name is looked at."""
+    read. Nothing below a hidden name is looked at. Linked sub-folders are followed, as a linked class
+    folder is (each real folder once: a link loop ends)."""
     images, others = [], []
-    for path in sorted(folder.rglob("*")):
-        if any(hidden(part) for part in path.relative_to(folder).parts) or not path.is_file():
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
             continue
-        (images if path.suffix.lower() in EXTENSIONS else others).append(path)
-    return images, others
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not hidden(d)]
+        for name in files:
+            path = Path(top) / name
+            if hidden(name) or not path.is_file():  # a broken link is no file
+                continue
+            (images if path.suffix.lower() in EXTENSIONS else others).append(path)
+    return sorted(images), sorted(others)
 
 
 def list_images(root: Path, classes: list[str], ignored: list[Path] | None = None) -> list[tuple[Path, int]]:

@@ -131,3 +131,17 @@ def test_a_truncated_image_is_reported_as_one_phrase(tmp_path):
     dataset = FolderDataset([(tmp_path / "t.png", 0), (tmp_path / "e.png", 0)], lambda image: {"image": image}, 3)
     assert dataset[0][2].startswith(f"{tmp_path / 't.png'}: cannot decode image (OSError: ")
     assert dataset[1][2] == f"{tmp_path / 'e.png'}: cannot decode image (empty file (0 bytes))"
+
+
+def test_linked_sub_folders_are_followed_like_linked_classes_and_a_link_loop_ends(tmp_path):
+    from datamodules.folder import image_files
+
+    images(tmp_path / "data", {"a": 2, "b": 2})
+    extra = images(tmp_path / "elsewhere", {"more": 3}) / "more"
+    (tmp_path / "data" / "a" / "batch2").symlink_to(extra, target_is_directory=True)
+    (tmp_path / "data" / "a" / "loop").symlink_to(tmp_path / "data" / "a", target_is_directory=True)
+    (tmp_path / "data" / "b" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a broken link: no file
+    found, others = image_files(tmp_path / "data" / "a")
+    assert [p.relative_to(tmp_path / "data" / "a").as_posix() for p in found] == \
+        ["0.png", "1.png", "batch2/0.png", "batch2/1.png", "batch2/2.png"]
+    assert image_files(tmp_path / "data" / "b") == (sorted((tmp_path / "data" / "b").glob("[01].png")), [])
