@@ -228,7 +228,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise DataError(f"{self.predict_root}: predict folder not found")
         self.items: dict[str, list[tuple[Path, int]]] = {}
         self.cache: dict[str, dict[int, np.ndarray]] = {}
-        self.skipped = 0
+        self.skipped, self.skipped_files = 0, set()  # distinct bad files left out (skip_bad)
         self.mean, self.std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
         self.save_hyperparameters()
 
@@ -411,10 +411,13 @@ class ImageFolderDataModule(ImageDataModule):
 
 def report_bad(module: Any, bad: list[str], listing: str) -> None:
     """The bad files (or samples) a batch left out: an error naming the first, or, with the module's
-    ``skip_bad``, counted in ``module.skipped`` with a warning naming them all."""
+    ``skip_bad``, counted once each in ``module.skipped`` with a warning naming the new ones."""
     if not bad:
         return
     if not module.skip_bad:
         raise DataError(f"{bad[0]}; set skip_bad=true to skip such files, or {listing}")
-    module.skipped += len(bad)
-    rank_zero_warn(f"skipped {len(bad)} bad file(s) ({module.skipped} so far): {'; '.join(bad)}")
+    new = [b for b in dict.fromkeys(bad) if b not in module.skipped_files]  # once, not again each epoch
+    module.skipped_files.update(new)
+    module.skipped = len(module.skipped_files)
+    if new:
+        rank_zero_warn(f"skipped {len(new)} bad file(s) ({module.skipped} so far): {'; '.join(new)}")

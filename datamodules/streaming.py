@@ -195,7 +195,7 @@ class StreamingDataModule(ImageDataModule):
         self.input_dir, self.cache_dir, self.max_cache_size = str(input_dir).rstrip("/"), cache_dir, max_cache_size
         self.image_size, self.channels, self.max_pixels = image_size, channels, max_pixels
         self.workers_setting, self.persistent_setting = num_workers, persistent_workers
-        self.skip_bad, self.show_table, self.skipped = skip_bad, show_table, 0
+        self.skip_bad, self.show_table, self.skipped, self.skipped_files = skip_bad, show_table, 0, set()
         self.manifest = read_manifest(self.input_dir, cache_dir)
         self._classes = list(self.manifest["classes"])
         self.survey = survey_from_json(self.manifest["survey"])
