@@ -120,7 +120,7 @@ _ORDER = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.Gt
 _EQUAL = {ast.Eq: operator.eq, ast.NotEq: operator.ne}  # any two values: `act == 'relu'`
 _MEMBER = {ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}  # `act in ['relu', 'gelu']`
 _COMPARE = {**_ORDER, **_EQUAL, **_MEMBER}
-_BOOLEANS = {"true": True, "false": False, "True": True, "False": False}  # YAML's spelling and Python's
+BOOLEANS = {"true": True, "false": False, "True": True, "False": False}  # YAML's spelling and Python's
 _FUNCS = {"min": min, "max": max, "round": _round, "int": int, "abs": abs, "float": float,
           "make_divisible": make_divisible}
 
@@ -160,7 +160,7 @@ class Evaluator:
             return
         functions = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and id(node) not in functions and node.id not in _BOOLEANS:
+            if isinstance(node, ast.Name) and id(node) not in functions and node.id not in BOOLEANS:
                 problem = missing(node.id)
                 if problem:
                     raise self.fail(problem)
@@ -181,8 +181,8 @@ class Evaluator:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool, str):
             return self.check(node.value)  # a string literal: a block type or activation chosen by a condition
         if isinstance(node, ast.Name):
-            if node.id in _BOOLEANS:  # no variable can be named so: `vars:` keys true/false are booleans in YAML
-                return _BOOLEANS[node.id]
+            if node.id in BOOLEANS:  # no variable can be named so: `vars:` keys true/false are booleans in YAML
+                return BOOLEANS[node.id]
             try:
                 value = self.variable(node.id)
             except UnknownVariable as err:

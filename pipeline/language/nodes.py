@@ -204,7 +204,7 @@ def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous
         raise ArchError("'from' must be a node name or a list of node names", spec.loc_of("from"), path)
     names = []
     for index, item in enumerate(items):
-        where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+        where = _from_loc(spec, index)
         name = resolve(item, str, scope, where, "'from'") if isinstance(item, str) and "$" in item else str(item)
         if name not in shapes and name not in left_out:
             if name == path.rsplit(".", 1)[-1]:
@@ -216,22 +216,25 @@ def _reads(spec: LocDict, shapes: dict, left_out: dict[str, list[str]], previous
     return names
 
 
+def _from_loc(spec: LocDict, index: int) -> Loc | None:
+    """Where ``from:``'s entry ``index`` is written (the key's place when it is one name)."""
+    raw = spec.get("from")
+    return raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
+
+
 def _kept_inputs(reads: list[str], spec: LocDict, left_out: dict[str, list[str]], factory: BlockFactory,
                  path: str) -> list[str]:
     """The inputs of a node kept: a merge drops those left out by their `if:`; a one-input node, or a
     composite's named input, cannot."""
     for index, name in enumerate(reads):
         if name in left_out and factory.inputs:
-            raw = spec.get("from")
-            where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
             raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here, as the block's input "
-                            f"'{factory.inputs[index]}': a named input cannot be dropped", where, path)
+                            f"'{factory.inputs[index]}': a named input cannot be dropped",
+                            _from_loc(spec, index), path)
         if name in left_out and not factory.merges:
-            raw = spec.get("from")
-            where = raw.loc_of(index) if isinstance(raw, LocList) else spec.loc_of("from")
             raise ArchError(f"'from' reads '{name}', which its 'if:' leaves out here; only a merge (add, concat, mul) "
                             "drops an input that is left out (to pass its input on instead, give it "
-                            "'repeat: 0' where it is off)", where, path)
+                            "'repeat: 0' where it is off)", _from_loc(spec, index), path)
     names = [n for n in reads if n not in left_out]
     if not names:
         raise ArchError(f"every input in 'from' is left out here by its 'if:' ({', '.join(reads)})",

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from ..blocks import BLOCKS
 from ..errors import ArchError, Loc
 from .document import _plain, load_document
+from .expr import BOOLEANS
 from .factories import COMPOSITE_KEYS, INPUT_NAMES, CompositeBlock
 from .factories import python_block as _python_block  # noqa: F401 (reference.py reads block arguments here)
 from .init import INIT_SCHEMES
@@ -85,11 +86,13 @@ def _variables(doc: LocDict, overrides: dict[str, Any]) -> tuple[Scope, LocDict]
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) or name == "i":
             raise ArchError(f"variable name '{name}' must be an identifier (and not 'i', the repeat index)",
                             raw_vars.key_loc(name))
-        if name in ("true", "false", "True", "False"):  # expressions read these words as the booleans
-            raise ArchError(f"variable name '{name}' is reserved: in expressions it is the boolean", raw_vars.key_loc(name))
+        if name in BOOLEANS:  # expressions read these words as the booleans
+            raise ArchError(f"variable name '{name}' is reserved: in expressions it is the boolean",
+                            raw_vars.key_loc(name))
         if name in INPUT_NAMES:
             raise ArchError(f"variable name '{name}' is reserved: it is the model's input "
-                            f"{'channels' if name == 'in_channels' else 'shape'} (from 'input:')", raw_vars.key_loc(name))
+                            f"{'channels' if name == 'in_channels' else 'shape'} (from 'input:')",
+                            raw_vars.key_loc(name))
         file_scope.bindings[name] = Binding(raw, file_scope, raw_vars.loc_of(name))
     for name, raw in overrides.items():
         if name not in raw_vars:

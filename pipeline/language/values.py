@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from ..errors import ArchError, Loc, close_matches
-from .expr import (MAX_LIST_ITEMS, Evaluator, Text, UnknownVariable, check_number, list_items, show_number,
+from .expr import (BOOLEANS, MAX_LIST_ITEMS, Evaluator, Text, UnknownVariable, check_number, list_items, show_number,
                    word)
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
@@ -188,7 +188,7 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
     origin = get_origin(tp)
     if tp is Any:
         if isinstance(raw, str) and numeric and not isinstance(raw, Text):
-            if _WORD.match(raw.strip()) and scope.lookup(raw.strip()) is None and raw.strip() not in _NOT_WORDS:
+            if _WORD.match(raw.strip()) and scope.lookup(raw.strip()) is None and raw.strip() not in BOOLEANS:
                 # a variable whose value is a word (`vars: {act: relu}`, read in `"${act if deep else 'gelu'}"`)
                 return word(raw.strip(), _near(raw.strip(), scope))
             return Evaluator(raw, loc, what, _variables(scope, _guard(stack, raw, loc, what))).run()
@@ -269,9 +269,6 @@ def resolve(raw: Any, tp: Any, scope: Scope, loc: Loc | None, what: str, stack: 
             return raw
         raise ArchError(f"{what}: expected a mapping, got {describe(raw)}", loc)
     raise TypeError(f"unsupported parameter type {tp!r}")  # a bug in a block, not a user mistake
-
-
-_NOT_WORDS = {"true", "false", "True", "False"}  # names the evaluator knows without a variable
 
 
 def plain_text(value: Any) -> Any:
